@@ -1,0 +1,1 @@
+"""forbear-aiohttp: RetryMiddleware for aiohttp client sessions."""

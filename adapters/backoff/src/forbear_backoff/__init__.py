@@ -1,0 +1,1 @@
+"""forbear-backoff: forbear's retry decisions inside the backoff library's decorators."""

@@ -1,0 +1,1 @@
+"""forbear-httpx: RetryTransport for httpx, sync and async (asyncio and trio)."""

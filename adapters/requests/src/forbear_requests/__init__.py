@@ -1,0 +1,1 @@
+"""forbear-requests: RetryAdapter for requests sessions."""

@@ -1,0 +1,1 @@
+"""forbear: retries the way careful HTTP APIs ask for them."""
