@@ -1,1 +1,58 @@
-"""forbear: retries the way careful HTTP APIs ask for them."""
+"""forbear: retries the way careful HTTP APIs ask for them.
+
+One pure decision core (`decide`) says, for every attempt, whether to hand the response back,
+wait and retry, re-exchange a token and retry, or give up. Adapters for httpx, requests,
+aiohttp and backoff live in their own distributions and import only this namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import profiles
+from ._decide import REASONS, decide
+from ._policy import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_REAUTHS,
+    DEFAULT_MAX_WAIT,
+    DEFAULT_RETRY_AFTER_JITTER,
+    DEFAULT_RETRY_STATUSES,
+    IDEMPOTENT_METHODS,
+    Backoff,
+    Jitter,
+    Policy,
+)
+from ._retry_after import header_value, parse_http_date, parse_retry_after
+from ._state import NEVER_SENT_ERRORS, Action, Decision, ErrorKind, Outcome, RetryState
+
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_MAX_REAUTHS",
+    "DEFAULT_MAX_WAIT",
+    "DEFAULT_RETRY_AFTER_JITTER",
+    "DEFAULT_RETRY_STATUSES",
+    "IDEMPOTENT_METHODS",
+    "NEVER_SENT_ERRORS",
+    "REASONS",
+    "Action",
+    "Backoff",
+    "Decision",
+    "ErrorKind",
+    "Jitter",
+    "Outcome",
+    "Policy",
+    "RetryState",
+    "decide",
+    "header_value",
+    "parse_http_date",
+    "parse_retry_after",
+    "profiles",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("forbear")
+    raise AttributeError(f"module 'forbear' has no attribute {name!r}")

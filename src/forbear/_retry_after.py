@@ -1,0 +1,178 @@
+"""Reading the server's requested wait: ``Retry-After`` and the rate-limit reset fields.
+
+Strict on purpose: RFC 9110 section 10.2.3 allows delta-seconds (ASCII digits; a fraction is
+tolerated) or an HTTP-date in one of three forms (section 5.6.7). Anything else, including
+several conflicting values joined by a comma, means "the server named no valid wait" and the
+caller falls back to backoff. Nothing in this module raises on header input.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["header_value", "parse_http_date", "parse_retry_after", "rate_limit_reset"]
+
+#: Waits are clamped here so that an absurd value stays a plain, comparable float.
+_LONGEST = 1e9
+
+_DELTA = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_LONG_DAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = r"(?P<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIME = r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
+_IMF_FIXDATE = re.compile(
+    rf"{_DAY}, (?P<day>[0-9]{{2}}) {_MONTH} (?P<year>[0-9]{{4}}) {_TIME} GMT", re.ASCII
+)
+_RFC850 = re.compile(
+    rf"{_LONG_DAY}, (?P<day>[0-9]{{2}})-{_MONTH}-(?P<year>[0-9]{{2}}) {_TIME} GMT", re.ASCII
+)
+_ASCTIME = re.compile(
+    rf"{_DAY} {_MONTH} (?P<day>[ 0-9][0-9]) {_TIME} (?P<year>[0-9]{{4}})", re.ASCII
+)
+_RATELIMIT_T = re.compile(r"(?:^|[;,\s])(?:t|reset)=([0-9]+)(?=$|[;,\s])", re.ASCII)
+_RATELIMIT_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)=([0-9]+)(?=$|[;,\s])", re.ASCII)
+#: A reset value this large is a Unix time, not a number of seconds (GitHub's convention).
+_EPOCH_THRESHOLD = 1_000_000_000
+
+
+def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
+    """One header's value, with repeated fields joined by ``", "`` as RFC 9110 allows.
+
+    Works with a plain ``dict`` (any case), httpx ``Headers``, requests' case-insensitive
+    dict and aiohttp's multidict, without importing any of them.
+    """
+    get_all = getattr(headers, "get_list", None) or getattr(headers, "getall", None)
+    if get_all is not None:
+        try:
+            values = get_all(name, [])
+        except (TypeError, KeyError):
+            values = []
+        return ", ".join(values) if values else None
+    value = headers.get(name)
+    if value is None and isinstance(headers, dict):
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if isinstance(key, str) and key.lower() == lowered:
+                return candidate if isinstance(candidate, str) else None
+        return None
+    return value if isinstance(value, str) else None
+
+
+def parse_http_date(value: str, *, wall: float | None = None) -> float | None:
+    """The Unix time of an HTTP-date in IMF-fixdate, RFC 850 or asctime form, else None."""
+    value = value.strip(" \t")
+    match = _IMF_FIXDATE.fullmatch(value) or _ASCTIME.fullmatch(value)
+    year: int
+    if match is not None:
+        year = int(match["year"])
+    else:
+        match = _RFC850.fullmatch(value)
+        if match is None:
+            return None
+        # RFC 9110 5.6.7: a two-digit year more than 50 years ahead is in the past century.
+        now_year = time.gmtime(time.time() if wall is None else wall).tm_year
+        year = now_year - now_year % 100 + int(match["year"])
+        if year > now_year + 50:
+            year -= 100
+    try:
+        fields = (
+            year,
+            _MONTHS[match["month"]],
+            int(match["day"]),
+            int(match["hour"]),
+            int(match["minute"]),
+            int(match["second"]),
+        )
+        if not (1 <= fields[2] <= calendar.monthrange(year, fields[1])[1]):
+            return None
+        if fields[3] > 23 or fields[4] > 59 or fields[5] > 60:
+            return None
+        return float(calendar.timegm((*fields, 0, 0, 0)))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _parse_one(value: str, wall: float | None) -> float | None:
+    if _DELTA.fullmatch(value):
+        seconds = float(value)
+        return min(seconds, _LONGEST) if math.isfinite(seconds) else _LONGEST
+    when = parse_http_date(value, wall=wall)
+    if when is None:
+        return None
+    now = time.time() if wall is None else wall
+    return min(max(when - now, 0.0), _LONGEST)
+
+
+def parse_retry_after(value: str | None, *, wall: float | None = None) -> float | None:
+    """Seconds to wait from ``wall`` (Unix time; default now) for a ``Retry-After`` value.
+
+    Returns None for anything that is not one valid delay: garbage, signs, exponents, non-ASCII
+    digits, an empty value, or several values that disagree. A date in the past gives 0.0.
+    """
+    if not isinstance(value, str):
+        return None
+    value = value.strip(" \t")
+    if not value:
+        return None
+    single = _parse_one(value, wall)
+    if single is not None or "," not in value:
+        return single
+    # A repeated field arrives joined by commas. Identical repeats are one value; anything
+    # else is a conflict. (An HTTP-date has a comma of its own and parsed above.)
+    parts = {part.strip(" \t") for part in value.split(",")}
+    if len(parts) == 1:
+        return _parse_one(parts.pop(), wall)
+    return None
+
+
+def _reset_seconds(value: str | None, wall: float | None) -> float | None:
+    if value is None:
+        return None
+    value = value.strip(" \t")
+    if not _DELTA.fullmatch(value):
+        return None
+    seconds = float(value)
+    if seconds >= _EPOCH_THRESHOLD:
+        now = time.time() if wall is None else wall
+        seconds = max(seconds - now, 0.0)
+    return min(seconds, _LONGEST)
+
+
+def _only_match(pattern: re.Pattern[str], value: str) -> str | None:
+    found = set(pattern.findall(value))
+    return found.pop() if len(found) == 1 else None
+
+
+def rate_limit_reset(
+    headers: Mapping[str, str] | Any, *, status: int, wall: float | None = None
+) -> float | None:
+    """The reset of an exhausted rate-limit window, for responses without ``Retry-After``.
+
+    Read only from a 429 or from a response saying nothing remains: the reset of a window with
+    requests left says nothing about when to retry a 503.
+    """
+    field = header_value(headers, "RateLimit")
+    if field is not None:
+        remaining = _only_match(_RATELIMIT_REMAINING, field)
+        reset = _only_match(_RATELIMIT_T, field)
+        if reset is not None and (status == 429 or remaining == "0"):
+            return _reset_seconds(reset, wall)
+    for prefix in ("RateLimit", "X-RateLimit"):
+        reset_value = header_value(headers, f"{prefix}-Reset")
+        if reset_value is None:
+            continue
+        remaining_value = header_value(headers, f"{prefix}-Remaining")
+        if status == 429 or (remaining_value is not None and remaining_value.strip() == "0"):
+            return _reset_seconds(reset_value, wall)
+    return None

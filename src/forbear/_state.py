@@ -1,0 +1,167 @@
+"""The values the decision core works on: `Outcome` in, `Decision` out, `RetryState` between.
+
+All immutable. `RetryState.next` returns a new state, so a state can be inspected, logged or
+kept as history without copying, and one request's state never leaks into another's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any, NamedTuple
+
+from ._retry_after import header_value
+
+__all__ = ["NEVER_SENT_ERRORS", "Action", "Decision", "ErrorKind", "Outcome", "RetryState"]
+
+
+class Action(str, Enum):
+    """What the adapter does next."""
+
+    #: Hand the response back (or re-raise the error): it is the answer.
+    RETURN = "return"
+    #: Wait `Decision.wait` seconds, then send the same request again.
+    RETRY = "retry"
+    #: Exchange the token for a fresh one, then send the same request again at once.
+    REAUTH = "reauth"
+    #: Retrying is still warranted but a limit says stop: hand back the last response or error.
+    GIVE_UP = "give-up"
+
+
+class ErrorKind(str, Enum):
+    """A transport failure, classified by whether the request may have reached the server."""
+
+    #: The connection was never established: the server saw nothing.
+    CONNECT = "connect"
+    #: Connecting timed out: the server saw nothing.
+    CONNECT_TIMEOUT = "connect_timeout"
+    #: No answer in time after sending: the server may have acted on the request.
+    READ_TIMEOUT = "read_timeout"
+    #: Sending timed out part-way: the server may have acted on the request.
+    WRITE_TIMEOUT = "write_timeout"
+    #: The connection dropped after sending: the server may have acted on the request.
+    DISCONNECT = "disconnect"
+    #: The server broke HTTP framing: it may have acted on the request.
+    PROTOCOL = "protocol"
+
+
+#: Error kinds after which the request certainly did not reach the server.
+NEVER_SENT_ERRORS: frozenset[ErrorKind] = frozenset({ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT})
+
+
+class Outcome(NamedTuple):
+    """What one attempt produced: a response (status and headers) or a transport error."""
+
+    #: The response status, or None for a transport error.
+    status: int | None
+    #: The response headers (any mapping: dict, httpx, requests or aiohttp headers).
+    headers: Mapping[str, str]
+    #: The transport error's kind, or None for a response.
+    kind: ErrorKind | None = None
+
+    @classmethod
+    def response(cls, status: int, headers: Mapping[str, str] | Any = None) -> Outcome:
+        """A response with this status and headers."""
+        return cls(status, {} if headers is None else headers, None)
+
+    @classmethod
+    def error(cls, kind: ErrorKind | str) -> Outcome:
+        """A transport failure of this kind (an `ErrorKind` or its value)."""
+        return cls(None, {}, ErrorKind(kind))
+
+
+class Decision(NamedTuple):
+    """The core's answer for one attempt; also the record kept in `RetryState.history`."""
+
+    #: What to do next.
+    action: Action
+    #: Seconds to wait before the next send (0.0 unless the action is RETRY).
+    wait: float
+    #: A short stable slug saying why: "success", "retry-after", "backoff", ...
+    reason: str
+    #: The number of the send that was judged (1-based; re-sends after a re-exchange included).
+    attempt: int
+    #: The response status judged, or None for a transport error.
+    status: int | None = None
+    #: The transport error's kind, or None for a response.
+    kind: ErrorKind | None = None
+    #: The server's requested wait as read from its headers, when it named a valid one.
+    retry_after: float | None = None
+
+    def describe(self) -> str:
+        """One line for humans and exception notes: never contains header values."""
+        what = (
+            str(self.status)
+            if self.status is not None
+            else str(self.kind.value if self.kind else "?")
+        )
+        text = f"#{self.attempt} {what}: {self.action.value} ({self.reason})"
+        if self.action is Action.RETRY:
+            text += f" after {self.wait:.3f}s"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """Where one logical request stands. Immutable: `next` returns the following state."""
+
+    #: The request method, upper-case.
+    method: str
+    #: The request carries an ``Idempotency-Key`` header, so any method may be re-sent.
+    has_idempotency_key: bool
+    #: A token source can re-exchange the credential on a 401.
+    can_reauth: bool
+    #: The body can be sent again (False for one-shot streams and generators).
+    replayable: bool
+    #: Monotonic time of the first send; the `Policy.deadline` counts from here.
+    started: float
+    #: Sends counted against `Policy.max_attempts` so far (the one being judged included).
+    attempts: int = 1
+    #: Token re-exchanges used so far.
+    reauths: int = 0
+    #: The previous wait, for decorrelated jitter.
+    last_wait: float = 0.0
+    #: Every decision made for this request so far, oldest first.
+    history: tuple[Decision, ...] = ()
+
+    @classmethod
+    def start(
+        cls,
+        method: str,
+        *,
+        headers: Mapping[str, str] | Any,
+        can_reauth: bool = False,
+        replayable: bool = True,
+        now: float | None = None,
+    ) -> RetryState:
+        """The state of a logical request about to make its first send."""
+        return cls(
+            method.upper(),
+            header_value(headers, "Idempotency-Key") is not None,
+            can_reauth,
+            replayable,
+            time.monotonic() if now is None else now,
+        )
+
+    @property
+    def sends(self) -> int:
+        """Every send made so far, re-sends after a re-exchange included."""
+        return self.attempts + self.reauths
+
+    def next(self, decision: Decision) -> RetryState:
+        """The state after acting on ``decision``; RETURN and GIVE_UP only extend the history."""
+        history = (*self.history, decision)
+        if decision.action is Action.RETRY:
+            return replace(
+                self, attempts=self.attempts + 1, last_wait=decision.wait, history=history
+            )
+        if decision.action is Action.REAUTH:
+            return replace(self, reauths=self.reauths + 1, history=history)
+        return replace(self, history=history)
+
+    def note(self) -> str:
+        """The attempt history as an exception note: statuses, actions, waits; no secrets."""
+        lines = "; ".join(decision.describe() for decision in self.history)
+        return f"forbear: {self.method} made {self.sends} send(s): {lines}"
