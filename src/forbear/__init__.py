@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import profiles
+from ._budget import RetryBudget
 from ._decide import REASONS, decide
+from ._driver import IDEMPOTENCY_KEY_METHODS, Retrier, RetryCall
+from ._events import Event, EventHook, redact_url
+from ._gate import HostGate, origin_of
 from ._policy import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_REAUTHS,
@@ -24,6 +28,7 @@ from ._policy import (
 )
 from ._retry_after import header_value, parse_http_date, parse_retry_after
 from ._state import NEVER_SENT_ERRORS, Action, Decision, ErrorKind, Outcome, RetryState
+from ._token import TokenExchangeError, TokenSource
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -31,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_WAIT",
     "DEFAULT_RETRY_AFTER_JITTER",
     "DEFAULT_RETRY_STATUSES",
+    "IDEMPOTENCY_KEY_METHODS",
     "IDEMPOTENT_METHODS",
     "NEVER_SENT_ERRORS",
     "REASONS",
@@ -38,15 +44,25 @@ __all__ = [
     "Backoff",
     "Decision",
     "ErrorKind",
+    "Event",
+    "EventHook",
+    "HostGate",
     "Jitter",
     "Outcome",
     "Policy",
+    "Retrier",
+    "RetryBudget",
+    "RetryCall",
     "RetryState",
+    "TokenExchangeError",
+    "TokenSource",
     "decide",
     "header_value",
+    "origin_of",
     "parse_http_date",
     "parse_retry_after",
     "profiles",
+    "redact_url",
 ]
 
 

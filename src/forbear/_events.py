@@ -1,0 +1,83 @@
+"""`Event`: one record per decision, for the ``forbear`` logger and the ``on_event`` hook.
+
+An event carries what an operator needs to see why a request was retried and nothing a
+credential could hide in: the URL loses its userinfo and query, and no header value other
+than the server's request id is ever copied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._state import Action, Decision, ErrorKind
+
+__all__ = ["Event", "EventHook", "logger", "redact_url"]
+
+#: The library's logger: retries at INFO, every other decision at DEBUG.
+logger = logging.getLogger("forbear")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo, query or fragment: the parts that carry secrets."""
+    text = str(url).split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What forbear decided for one attempt of one logical request."""
+
+    #: The number of the send judged (1-based).
+    attempt: int
+    #: What happens next.
+    action: Action
+    #: Seconds waited before the next send.
+    wait: float
+    #: The decision's stable slug (see `forbear.REASONS`).
+    reason: str
+    #: The response status, or None for a transport error.
+    status: int | None
+    #: The transport error's kind, or None for a response.
+    error: ErrorKind | None
+    #: The request method.
+    method: str
+    #: The URL without userinfo, query or fragment.
+    url: str
+    #: The server's request id (``X-Request-Id``), or the one forbear sent, if any.
+    request_id: str | None
+
+    @classmethod
+    def of(cls, decision: Decision, method: str, url: str, request_id: str | None) -> Event:
+        """The event for ``decision``."""
+        return cls(
+            decision.attempt,
+            decision.action,
+            decision.wait,
+            decision.reason,
+            decision.status,
+            decision.kind,
+            method,
+            redact_url(url),
+            request_id,
+        )
+
+    def message(self) -> str:
+        """A one-line log message."""
+        what = self.status if self.status is not None else (self.error and self.error.value)
+        text = (
+            f"{self.method} {self.url} #{self.attempt} {what}: {self.action.value} ({self.reason})"
+        )
+        if self.action is Action.RETRY:
+            text += f", waiting {self.wait:.3f}s"
+        if self.request_id:
+            text += f" [request_id {self.request_id}]"
+        return text
+
+
+EventHook = Callable[[Event], None]

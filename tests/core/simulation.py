@@ -1,0 +1,124 @@
+"""A deterministic crawl on a virtual clock: N clients through one `Retrier` against a
+simulated token-bucket limiter (nginx ``limit_req`` style). No sockets, no real time."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from forbear import Action, HostGate, Policy, Retrier, RetryBudget
+
+
+class VirtualClock:
+    """Monotonic time that only moves when the simulation says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class TokenBucketServer:
+    """Answers 200 while its bucket has a token, else 429 with ``Retry-After``."""
+
+    rate: float
+    burst: int
+    clock: VirtualClock
+    retry_after: str = "1"
+    tokens: float = field(init=False)
+    updated: float = 0.0
+    arrivals: int = 0
+    rejected: int = 0
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+
+    def handle(self) -> tuple[int, dict[str, str]]:
+        now = self.clock.now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.arrivals += 1
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 200, {}
+        self.rejected += 1
+        return 429, {"Retry-After": self.retry_after}
+
+
+@dataclass
+class CrawlResult:
+    elapsed: float
+    succeeded: int
+    lost: int
+    arrivals: int
+    rejected: int
+    early_retries: int
+
+
+def crawl(
+    *,
+    requests: int = 2000,
+    concurrency: int = 50,
+    rate: float = 400.0,
+    burst: int = 20,
+    latency: float = 0.001,
+    use_gate: bool = True,
+    seed: int = 1,
+    policy: Policy | None = None,
+) -> CrawlResult:
+    """Run the crawl to completion and report what the server saw."""
+    clock = VirtualClock()
+    server = TokenBucketServer(rate, burst, clock)
+    gate = HostGate(clock=clock) if use_gate else None
+    retrier = Retrier(
+        policy=policy or Policy(max_wait=60.0),
+        gate=gate,
+        budget=RetryBudget(clock=clock),
+    )
+    rng = random.Random(seed)
+    url = "http://limited.test/item"
+    events: list[tuple[float, int, object]] = []
+    order = itertools.count()
+    pending = iter(range(requests))
+    succeeded = lost = early = 0
+
+    def schedule(at: float, step: object) -> None:
+        heapq.heappush(events, (at, next(order), step))
+
+    def worker():  # a generator per client: yields the time it wants to resume at
+        nonlocal succeeded, lost, early
+        for _ in pending:
+            call = retrier.begin("GET", url, {})
+            not_before = clock.now
+            while True:
+                yield clock.now + call.gate_delay()
+                if clock.now < not_before - 1e-9:
+                    early += 1
+                yield clock.now + latency * (0.5 + rng.random())
+                status, headers = server.handle()
+                decision = call.on_response(status, headers)
+                if decision.action is Action.RETRY:
+                    not_before = clock.now + (decision.retry_after or 0.0)
+                    yield clock.now + decision.wait
+                    continue
+                if status == 200:
+                    succeeded += 1
+                else:
+                    lost += 1
+                break
+
+    for _ in range(concurrency):
+        schedule(0.0, worker())
+    while events:
+        at, _, step = heapq.heappop(events)
+        clock.now = max(clock.now, at)
+        try:
+            resume = next(step)  # type: ignore[call-overload]
+        except StopIteration:
+            continue
+        schedule(resume, step)
+    return CrawlResult(clock.now, succeeded, lost, server.arrivals, server.rejected, early)
