@@ -63,9 +63,12 @@ def decide(
         if status is None or status < 400:
             return Decision(Action.RETURN, 0.0, "success", attempt, status)
         if status == 401 and state.can_reauth:
-            if state.reauths < policy.max_reauths:
-                return Decision(Action.REAUTH, 0.0, "reauth", attempt, status)
-            return Decision(Action.RETURN, 0.0, "reauth-exhausted", attempt, status)
+            if state.reauths >= policy.max_reauths:
+                return Decision(Action.RETURN, 0.0, "reauth-exhausted", attempt, status)
+            # A re-exchange means a re-send: a one-shot body would go out empty.
+            if not state.replayable:
+                return Decision(Action.RETURN, 0.0, "body-not-replayable", attempt, status)
+            return Decision(Action.REAUTH, 0.0, "reauth", attempt, status)
         if status not in policy.retry_statuses:
             return Decision(Action.RETURN, 0.0, "not-retryable", attempt, status)
     return _retry(policy, state, outcome, attempt, now, wall, rng)

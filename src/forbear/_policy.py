@@ -112,7 +112,9 @@ class Backoff:
 def _cap_exponent(backoff: Backoff) -> int:
     if backoff.initial <= 0.0 or backoff.multiplier <= 1.0:
         return 1 << 62  # the schedule never grows, so it never reaches the cap
-    return max(0, math.ceil(math.log(backoff.max / backoff.initial, backoff.multiplier)))
+    # Logs of each bound, not of their ratio: max / initial overflows for a tiny initial.
+    ratio = math.log(backoff.max) - math.log(backoff.initial)
+    return max(0, math.ceil(ratio / math.log(backoff.multiplier)))
 
 
 def _status_set(name: str, statuses: Iterable[int]) -> frozenset[int]:
