@@ -187,7 +187,7 @@ def test_jitter_error_lists_the_choices() -> None:
         {"initial": 0.25, "multiplier": 1.0 + 2**-52, "max": 10.0},
     ],
 )
-def test_extreme_but_valid_backoffs_construct(kwargs: dict[str, float]) -> None:
+def test_extreme_but_valid_backoffs_construct(kwargs: dict[str, Any]) -> None:
     """Tiny initials, huge multipliers and multipliers barely above 1 construct and stay capped."""
     backoff = Backoff(**kwargs)
     for attempt in (1, 2, 100, 10_000, 10**12):
