@@ -1,0 +1,261 @@
+"""What `forbear_requests.RetryAdapter` costs on the happy path, measured two ways.
+
+1. In-process: microseconds added per request over a zero-latency inner send: the parent
+   ``HTTPAdapter.send`` is stubbed to return a prepared 200 ``requests.Response``, and the
+   adapter's ``send`` is called directly so the session's own cost does not drown the figure.
+   Median over many interleaved rounds.
+2. End-to-end: requests per second through a ``requests.Session`` with and without
+   `RetryAdapter` mounted, against a minimal uvicorn app on 127.0.0.1 (in a subprocess, so the
+   server does not share the client's GIL): sequential, and 32 threads sharing one session.
+   Bare and forbear sessions alternate round by round; the table gives medians and the spread
+   (interquartile range) of the per-round slowdown.
+
+Run ``python -m benchmarks.bench_requests`` from the repository root (``--smoke`` for a tiny
+run that only checks numbers come out, ``--json PATH`` to keep the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import requests
+from forbear_requests import RetryAdapter
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+
+_URL_PATH = "/items?page=1"
+_THREADS = 32
+
+_SERVER = """
+import sys, uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
+            access_log=False, lifespan="off")
+"""
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    name: str
+    bare: float
+    forbear: float
+    unit: str
+    #: forbear's extra cost: microseconds (in-process) or percent slower (end-to-end).
+    overhead: float
+    spread: tuple[float, float]
+
+
+# -- 1. in-process ---------------------------------------------------------------------------
+
+
+class _StubSend(HTTPAdapter):
+    """``HTTPAdapter`` whose ``send`` answers 200 at once, without a socket."""
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response.headers = CaseInsensitiveDict({"Content-Length": "2"})
+        response._content = b"ok"
+        response.request = request
+        response.url = request.url or ""
+        return response
+
+
+class _StubRetry(RetryAdapter, _StubSend):
+    """`RetryAdapter` over the stub: its ``super().send`` is `_StubSend.send`."""
+
+
+def _micro(adapter: HTTPAdapter, n: int) -> float:
+    request = requests.Request("GET", "http://127.0.0.1:8000" + _URL_PATH).prepare()
+    send = adapter.send
+    start = time.perf_counter()
+    for _ in range(n):
+        send(request)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def micro(rounds: int, n: int) -> list[Row]:
+    """Microseconds per request, the stubbed send alone vs wrapped in `RetryAdapter`."""
+    stub, wrapped = _StubSend(), _StubRetry()
+    _micro(stub, n)
+    _micro(wrapped, n)  # warm up
+    bare, ours, added = [], [], []
+    for _ in range(rounds):
+        b, f = _micro(stub, n), _micro(wrapped, n)
+        bare.append(b)
+        ours.append(f)
+        added.append(f - b)
+    stub.close()
+    wrapped.close()
+    return [
+        Row(
+            "in-process adapter.send",
+            statistics.median(bare),
+            statistics.median(ours),
+            "µs/req",
+            statistics.median(added),
+            _iqr(added),
+        )
+    ]
+
+
+# -- 2. end-to-end ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _server() -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
+    try:
+        deadline = time.monotonic() + 20.0
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the benchmark server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _session(adapter: HTTPAdapter) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", adapter)
+    return session
+
+
+def _sequential_rate(session: requests.Session, url: str, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        session.get(url)
+    return n / (time.perf_counter() - start)
+
+
+def _threaded_rate(session: requests.Session, url: str, n: int, pool: ThreadPoolExecutor) -> float:
+    per_worker = max(n // _THREADS, 1)
+
+    def worker() -> None:
+        for _ in range(per_worker):
+            session.get(url)
+
+    start = time.perf_counter()
+    for future in [pool.submit(worker) for _ in range(_THREADS)]:
+        future.result()
+    return per_worker * _THREADS / (time.perf_counter() - start)
+
+
+def _compare(name: str, bare: list[float], ours: list[float]) -> Row:
+    slower = [(b - f) / b * 100.0 for b, f in zip(bare, ours, strict=True)]
+    return Row(
+        name,
+        statistics.median(bare),
+        statistics.median(ours),
+        "req/s",
+        statistics.median(slower),
+        _iqr(slower),
+    )
+
+
+def end_to_end(rounds: int, n: int) -> list[Row]:
+    """Requests per second, bare session vs `RetryAdapter`, alternating round by round."""
+    rows = []
+    with (
+        _server() as base,
+        _session(HTTPAdapter(pool_maxsize=_THREADS)) as bare,
+        _session(RetryAdapter(pool_maxsize=_THREADS)) as ours,
+        ThreadPoolExecutor(_THREADS) as pool,
+    ):
+        url = base + _URL_PATH
+        for name, run in (
+            ("loopback, sequential", lambda s: _sequential_rate(s, url, n)),
+            (f"loopback, {_THREADS} threads", lambda s: _threaded_rate(s, url, n, pool)),
+        ):
+            run(bare)
+            run(ours)  # warm up: connections made, code paths hot
+            bare_rates, our_rates = [], []
+            for _ in range(rounds):
+                bare_rates.append(run(bare))
+                our_rates.append(run(ours))
+            rows.append(_compare(name, bare_rates, our_rates))
+    return rows
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def _iqr(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0], values[0])
+    quartiles = statistics.quantiles(values, n=4)
+    return (quartiles[0], quartiles[2])
+
+
+def _table(rows: list[Row]) -> str:
+    lines = [
+        f"{'benchmark':32} {'bare':>10} {'forbear':>10} {'unit':>7}  overhead (IQR)",
+        "-" * 84,
+    ]
+    for row in rows:
+        low, high = row.spread
+        if row.unit == "µs/req":
+            overhead = f"+{row.overhead:.2f} µs/req ({low:.2f} .. {high:.2f})"
+            values = f"{row.bare:10.2f} {row.forbear:10.2f}"
+        else:
+            overhead = f"{row.overhead:+.1f} % slower ({low:+.1f} .. {high:+.1f})"
+            values = f"{row.bare:10.0f} {row.forbear:10.0f}"
+        lines.append(f"{row.name:32} {values} {row.unit:>7}  {overhead}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; check numbers appear")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        rows = micro(rounds=3, n=500) + end_to_end(rounds=2, n=64)
+    else:
+        rows = micro(rounds=31, n=20_000) + end_to_end(rounds=15, n=1_024)
+    print(_table(rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump([asdict(row) for row in rows], out, indent=2)
+    assert rows and all(row.bare > 0 and row.forbear > 0 for row in rows), "no figures measured"
+
+
+if __name__ == "__main__":
+    main()
