@@ -1,0 +1,77 @@
+"""Rate limiters the servers answer 429 with: `TokenBucket` and `FixedWindow`.
+
+Both are plain objects driven by the caller's clock (``now`` is an argument), so their tests
+need no sleeping; the servers pass ``time.monotonic()`` and hold their own lock around them.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["FixedWindow", "TokenBucket", "retry_after_seconds"]
+
+
+def retry_after_seconds(wait: float) -> int:
+    """A wait as a whole ``Retry-After`` delta: rounded up, at least 1."""
+    return max(1, math.ceil(wait - 1e-9))
+
+
+class TokenBucket:
+    """nginx ``limit_req`` with ``nodelay``: ``rate`` requests a second, ``burst`` extra at once.
+
+    The bucket holds ``1 + burst`` tokens, starts full and refills at ``rate`` tokens a second;
+    each request takes one. `take` answers 0.0 when a token was taken, else the seconds until
+    one will be there (the request is refused and takes nothing).
+    """
+
+    def __init__(self, rate: float, burst: int = 0, *, now: float) -> None:
+        if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+            raise ValueError(f"burst must be an int >= 0, got {burst!r}")
+        self.rate = float(rate)
+        self.capacity = 1 + burst
+        self._tokens = float(self.capacity)
+        self._updated = now
+
+    def take(self, now: float) -> float:
+        """Take a token at ``now``: 0.0 if one was there, else the seconds until there is one."""
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.capacity), self._tokens + elapsed * self.rate)
+        self._updated = max(self._updated, now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+
+class FixedWindow:
+    """``limit`` requests per key per window of ``window`` seconds (the policy API's 100/min).
+
+    Windows start at the key's first request. `hit` answers 0.0 when the request fits, else the
+    seconds until the window resets.
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
+            raise ValueError(f"window must be a finite number > 0, got {window!r}")
+        self.limit = limit
+        self.window = float(window)
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def hit(self, key: str, now: float) -> float:
+        """Count a request for ``key`` at ``now``: 0.0 if allowed, else seconds to the reset."""
+        start, count = self._windows.get(key, (now, 0))
+        if now - start >= self.window:
+            start, count = now, 0
+        if count >= self.limit:
+            self._windows[key] = (start, count)
+            return start + self.window - now
+        self._windows[key] = (start, count + 1)
+        return 0.0
+
+    def clear(self) -> None:
+        """Forget every window."""
+        self._windows.clear()

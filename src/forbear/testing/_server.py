@@ -1,0 +1,285 @@
+"""The scripted fault server: `Reply`, `FaultServer` and `serve`.
+
+Tests tell a `FaultServer` what to answer, path by path: scripted replies for the next
+requests, an answer for every request, a token-bucket rate limit, a bearer-token requirement.
+Replies can carry ``Retry-After`` (seconds, or an HTTP-date computed from the server's clock
+when the reply is sent), wait before answering, stream megabytes, or send a gzip bomb.
+Scripting is thread-safe: the server answers from its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from email.utils import formatdate
+from functools import lru_cache
+from typing import TypeVar, overload
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from ._limits import TokenBucket, retry_after_seconds
+from ._service import Service, serve_service, stopping
+
+__all__ = ["DEFAULT_REPLY", "FaultServer", "Reply", "serve"]
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One scripted answer. Only ``status`` is positional.
+
+    ``retry_after`` sends ``Retry-After: <seconds>`` (whole numbers without a fraction);
+    ``retry_after_date`` sends an HTTP-date at least that many seconds after the moment the
+    reply is sent (rounded up to the next whole second). ``delay`` waits before the headers.
+    ``body_size`` streams that many bytes in ``chunk_size`` chunks instead of ``body``;
+    ``gzip_bomb`` sends a gzip body (``Content-Encoding: gzip``) that decodes to that many zero
+    bytes while being a thousand times smaller on the wire.
+    """
+
+    status: int = 200
+    _: KW_ONLY
+    headers: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    retry_after: float | None = None
+    retry_after_date: float | None = None
+    delay: float = 0.0
+    body_size: int | None = None
+    gzip_bomb: int | None = None
+    chunk_size: int = 64 * 1024
+    #: The headers as ``(name, value)`` pairs, in order.
+    header_pairs: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.status <= 599:
+            raise ValueError(f"Reply.status must be 100-599, got {self.status!r}")
+        pairs = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
+        object.__setattr__(self, "header_pairs", tuple((str(k), str(v)) for k, v in pairs))
+        for name in ("retry_after", "retry_after_date", "delay"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Reply.{name} must be a finite number >= 0, got {value!r}")
+        if self.body_size is not None and self.gzip_bomb is not None:
+            raise ValueError("Reply takes body_size or gzip_bomb, not both")
+        if self.chunk_size < 1:
+            raise ValueError(f"Reply.chunk_size must be >= 1, got {self.chunk_size!r}")
+
+    async def respond(self, stopping: asyncio.Event | None = None) -> Response:
+        """The response for this reply, after its ``delay`` (cut short once ``stopping`` is set)."""
+        if self.delay:
+            with anyio.move_on_after(self.delay):
+                await (stopping.wait() if stopping is not None else anyio.sleep_forever())
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.header_pairs]
+        if self.retry_after is not None:
+            headers.append((b"retry-after", _delta(self.retry_after).encode()))
+        if self.retry_after_date is not None:
+            moment = math.ceil(time.time() + self.retry_after_date)
+            headers.append((b"retry-after", formatdate(moment, usegmt=True).encode()))
+        if not any(k == b"content-type" for k, _ in headers):
+            headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        response: Response
+        if self.body_size is not None:
+            response = StreamingResponse(_stream(self.body_size, self.chunk_size), self.status)
+            headers.append((b"content-length", str(self.body_size).encode()))
+        elif self.gzip_bomb is not None:
+            body = await anyio.to_thread.run_sync(gzip_zeros, self.gzip_bomb)
+            response = Response(body, self.status)
+            headers.append((b"content-encoding", b"gzip"))
+        else:
+            response = Response(self.body, self.status)
+        response.raw_headers.extend(headers)
+        return response
+
+
+#: What a path answers when nothing is scripted for it.
+DEFAULT_REPLY = Reply(200, body=b"ok")
+
+
+def _delta(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+async def _stream(size: int, chunk_size: int) -> AsyncIterator[bytes]:
+    chunk = b"x" * chunk_size
+    while size > 0:
+        piece = chunk if size >= chunk_size else chunk[:size]
+        size -= len(piece)
+        yield piece
+
+
+@lru_cache(maxsize=4)
+def gzip_zeros(size: int) -> bytes:
+    """A gzip member that decodes to ``size`` zero bytes (about ``size / 1000`` on the wire)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    parts = []
+    while size > 0:
+        piece = block if size >= len(block) else block[:size]
+        size -= len(piece)
+        parts.append(compressor.compress(piece))
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+@dataclass(slots=True)
+class _Rule:
+    path: str
+    prefix: bool
+    bucket: TokenBucket | None = None
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(self.path) if self.prefix else path == self.path
+
+
+class FaultServer(Service):
+    """A server that answers what the test scripted, path by path, and records every arrival.
+
+    For a request, the first of these that applies answers it: the path's scripted replies
+    (`script`), its permanent reply (`always`), a rate limit (`limit`), a token requirement
+    (`require_token`); otherwise `DEFAULT_REPLY` (200 ``ok``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, deque[Reply]] = {}
+        self._always: dict[str, Reply] = {}
+        self._limits: list[_Rule] = []
+        self._token_rules: list[_Rule] = []
+        self._tokens: set[str] = set()
+        self._tokens_issued = 0
+        super().__init__()
+
+    def __repr__(self) -> str:
+        where = self._url or "not served"
+        return f"FaultServer({where})"
+
+    def _build(self) -> ASGIApp:
+        return Starlette(routes=[Route("/{path:path}", self._answer, methods=list(_METHODS))])
+
+    def _clear(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self._always.clear()
+            self._limits.clear()
+            self._token_rules.clear()
+            self._tokens.clear()
+            self._tokens_issued = 0
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def script(self, path: str, replies: Iterable[Reply]) -> None:
+        """The next requests to ``path`` get these replies, in order (after any still queued)."""
+        replies = list(replies)
+        with self._lock:
+            self._scripts.setdefault(path, deque()).extend(replies)
+
+    def pending(self, path: str) -> int:
+        """How many scripted replies for ``path`` are still unused."""
+        with self._lock:
+            return len(self._scripts.get(path, ()))
+
+    def always(self, path: str, reply: Reply | None) -> None:
+        """Every request to ``path`` gets ``reply`` once its script is used up (None: stop)."""
+        with self._lock:
+            if reply is None:
+                self._always.pop(path, None)
+            else:
+                self._always[path] = reply
+
+    def limit(self, path: str, *, rate: float, burst: int = 0, prefix: bool = False) -> None:
+        """Rate-limit ``path`` (every path under it with ``prefix``) like nginx ``limit_req``.
+
+        One token bucket per call: ``rate`` requests a second, ``burst`` more at once. A
+        request finding it empty gets 429 with ``Retry-After`` in whole seconds (at least 1).
+        """
+        bucket = TokenBucket(rate, burst, now=time.monotonic())
+        with self._lock:
+            self._limits.append(_Rule(path, prefix, bucket))
+
+    def require_token(self, path: str, *, prefix: bool = False) -> None:
+        """``path`` (or every path under it) answers 401 unless it carries a valid bearer token."""
+        with self._lock:
+            self._token_rules.append(_Rule(path, prefix))
+
+    def issue_token(self, *, expire_previous: bool = True) -> str:
+        """A new valid token (counted in `tokens_issued`); older ones expire unless told not to."""
+        token = secrets.token_urlsafe(16)
+        with self._lock:
+            if expire_previous:
+                self._tokens.clear()
+            self._tokens.add(token)
+            self._tokens_issued += 1
+        return token
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far stops being valid."""
+        with self._lock:
+            self._tokens.clear()
+
+    @property
+    def tokens_issued(self) -> int:
+        """How many times `issue_token` was called since the last `reset`."""
+        with self._lock:
+            return self._tokens_issued
+
+    # -- answering -------------------------------------------------------------------------
+
+    async def _answer(self, request: Request) -> Response:
+        reply = self._choose(request.url.path, request.headers.get("authorization"))
+        return await reply.respond(stopping(request.scope))
+
+    def _choose(self, path: str, authorization: str | None) -> Reply:
+        with self._lock:
+            queued = self._scripts.get(path)
+            if queued:
+                return queued.popleft()
+            if path in self._always:
+                return self._always[path]
+            now = time.monotonic()
+            for rule in self._limits:
+                if rule.bucket is not None and rule.matches(path):
+                    wait = rule.bucket.take(now)
+                    if wait > 0:
+                        return Reply(429, retry_after=retry_after_seconds(wait), body=b"slow down")
+            if any(rule.matches(path) for rule in self._token_rules) and not self._valid(
+                authorization
+            ):
+                return Reply(
+                    401,
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                    body=b"unauthorized",
+                )
+            return DEFAULT_REPLY
+
+    def _valid(self, authorization: str | None) -> bool:
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and token.strip() in self._tokens
+
+
+_S = TypeVar("_S", bound=Service)
+
+
+@overload
+def serve() -> contextlib.AbstractContextManager[FaultServer]: ...
+@overload
+def serve(service: _S) -> contextlib.AbstractContextManager[_S]: ...
+def serve(service: Service | None = None) -> contextlib.AbstractContextManager[Service]:
+    """Serve ``service`` (a new `FaultServer` by default) on 127.0.0.1 at a free port.
+
+    ``with serve() as server:`` gives the server with ``server.url`` set for the block; on exit
+    every connection is closed and the server thread joined.
+    """
+    return serve_service(FaultServer() if service is None else service)
