@@ -1,1 +1,49 @@
-"""forbear-backoff: forbear's retry decisions inside the backoff library's decorators."""
+"""forbear-backoff: forbear's retry decisions inside the backoff library's decorators.
+
+``@forbear_backoff.on_response()`` and ``@forbear_backoff.on_exception(...)`` decorate sync and
+async functions that return (or raise with) an httpx, requests or aiohttp response; backoff
+runs the loop and forbear's core says whether to retry and how long to wait. `Pieces` holds
+the wait generator and predicates underneath, for composing your own backoff decorators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import backoff  # noqa: F401
+except ImportError as exc:  # pragma: no cover - backoff is a dependency of this distribution
+    raise ImportError(
+        "forbear_backoff needs backoff: install it with `pip install forbear-backoff`"
+    ) from exc
+
+from ._call import DECISION_KEY
+from ._clients import (
+    AIOHTTP_ERROR_KINDS,
+    HTTPX_ERROR_KINDS,
+    REQUESTS_ERROR_KINDS,
+    Attempt,
+    read,
+)
+from ._decorators import on_exception, on_response
+from ._pieces import Pieces
+
+__all__ = [
+    "AIOHTTP_ERROR_KINDS",
+    "DECISION_KEY",
+    "HTTPX_ERROR_KINDS",
+    "REQUESTS_ERROR_KINDS",
+    "Attempt",
+    "Pieces",
+    "on_exception",
+    "on_response",
+    "read",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("forbear-backoff")
+    raise AttributeError(f"module 'forbear_backoff' has no attribute {name!r}")

@@ -1,0 +1,283 @@
+"""Reading httpx, requests and aiohttp objects without importing those libraries.
+
+A response or exception is recognised only through its library's module already in
+`sys.modules`: a library that was never imported cannot have made the object, so nothing here
+imports one (forbear-backoff depends on none of them). A reader gives an `Attempt`: the
+`Outcome` to judge, what the object says of its request (method, URL, headers), and the
+response to release if the request is retried.
+
+The error tables are data, not logic: a kind only says whether the request may have reached
+the server, and the core decides what that means. An exception that maps to no kind (a TLS or
+proxy failure, an invalid URL, anything forbear does not know) is never retried.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from forbear import ErrorKind, Outcome
+
+__all__ = [
+    "AIOHTTP_ERROR_KINDS",
+    "HTTPX_ERROR_KINDS",
+    "REQUESTS_ERROR_KINDS",
+    "Attempt",
+    "arelease",
+    "read",
+    "read_exception",
+    "read_response",
+    "release",
+]
+
+_CONNECT = ErrorKind.CONNECT
+_CONNECT_TIMEOUT = ErrorKind.CONNECT_TIMEOUT
+_READ_TIMEOUT = ErrorKind.READ_TIMEOUT
+_WRITE_TIMEOUT = ErrorKind.WRITE_TIMEOUT
+_DISCONNECT = ErrorKind.DISCONNECT
+_PROTOCOL = ErrorKind.PROTOCOL
+
+#: httpx exception names and their kind, most specific first (None: never retried).
+HTTPX_ERROR_KINDS: tuple[tuple[str, ErrorKind | None], ...] = (
+    ("ConnectTimeout", _CONNECT_TIMEOUT),
+    ("ConnectError", _CONNECT),
+    ("ReadTimeout", _READ_TIMEOUT),
+    ("WriteTimeout", _WRITE_TIMEOUT),
+    ("ReadError", _DISCONNECT),
+    ("WriteError", _DISCONNECT),
+    ("RemoteProtocolError", _PROTOCOL),
+)
+
+#: requests exception names and their kind, most specific first (None: never retried).
+#: A plain ``ConnectionError`` is split by its cause in `_requests_connection_kind`.
+REQUESTS_ERROR_KINDS: tuple[tuple[str, ErrorKind | None], ...] = (
+    ("ConnectTimeout", _CONNECT_TIMEOUT),
+    ("ReadTimeout", _READ_TIMEOUT),
+    ("SSLError", None),
+    ("ProxyError", None),
+    ("ChunkedEncodingError", _PROTOCOL),
+)
+
+#: aiohttp exception names and their kind, most specific first (None: never retried).
+#: Names missing from an older aiohttp are skipped.
+AIOHTTP_ERROR_KINDS: tuple[tuple[str, ErrorKind | None], ...] = (
+    ("ConnectionTimeoutError", _CONNECT_TIMEOUT),
+    ("SocketTimeoutError", _READ_TIMEOUT),
+    ("ServerTimeoutError", _READ_TIMEOUT),
+    ("ClientConnectorCertificateError", None),
+    ("ClientConnectorSSLError", None),
+    ("ClientSSLError", None),
+    ("ClientProxyConnectionError", None),
+    ("ServerFingerprintMismatch", None),
+    ("ClientConnectorError", _CONNECT),
+    ("ServerDisconnectedError", _DISCONNECT),
+    ("ClientConnectionResetError", _DISCONNECT),
+    ("ClientPayloadError", _PROTOCOL),
+    ("ClientOSError", _DISCONNECT),
+)
+
+#: How httpcore words a connection closed before any byte of the response arrived.
+_HTTPX_DISCONNECTED = "Server disconnected without sending a response"
+
+
+class Attempt(NamedTuple):
+    """What one call of the decorated function produced, as forbear judges it."""
+
+    #: The response's status and headers, or the transport error's kind.
+    outcome: Outcome
+    #: The request's method when the object names it (None: use the configured fallback).
+    method: str | None = None
+    #: The request's URL ("" when the object does not say).
+    url: str = ""
+    #: The request's headers (to see an ``Idempotency-Key``), or None.
+    request_headers: Mapping[str, str] | Any = None
+    #: A response to release before the function is called again, or None.
+    response: Any = None
+
+
+def read(value: object) -> Attempt | None:
+    """The `Attempt` of a response or exception from httpx, requests or aiohttp, else None."""
+    if isinstance(value, BaseException):
+        return read_exception(value)
+    return read_response(value)
+
+
+def read_response(value: object) -> Attempt | None:
+    """The `Attempt` of an httpx, requests or aiohttp response; None for anything else."""
+    modules = sys.modules
+    httpx = modules.get("httpx")
+    if httpx is not None and isinstance(value, httpx.Response):
+        return _httpx_response(value)
+    requests = modules.get("requests")
+    if requests is not None and isinstance(value, requests.Response):
+        return _requests_response(value)
+    aiohttp = modules.get("aiohttp")
+    if aiohttp is not None and isinstance(value, aiohttp.ClientResponse):
+        info = value.request_info
+        return Attempt(
+            Outcome.response(value.status, value.headers),
+            value.method,
+            str(value.url),
+            info.headers,
+            value,
+        )
+    return None
+
+
+def read_exception(exc: BaseException) -> Attempt | None:
+    """The `Attempt` of an httpx, requests or aiohttp exception; None when forbear can't read it.
+
+    An HTTP status error (``raise_for_status()``) is read as its response; a transport error
+    as its kind.
+    """
+    modules = sys.modules
+    httpx = modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.HTTPError):
+        return _httpx_exception(httpx, exc)
+    requests = modules.get("requests")
+    if requests is not None and isinstance(exc, requests.RequestException):
+        return _requests_exception(requests, exc)
+    aiohttp = modules.get("aiohttp")
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
+        return _aiohttp_exception(aiohttp, exc)
+    return None
+
+
+# -- httpx ---------------------------------------------------------------------------------
+
+
+def _httpx_request(holder: Any) -> Any:
+    try:
+        return holder.request  # a property that raises when no request is attached
+    except RuntimeError:
+        return None
+
+
+def _httpx_response(response: Any) -> Attempt:
+    request = _httpx_request(response)
+    if request is None:
+        return Attempt(Outcome.response(response.status_code, response.headers), response=response)
+    return Attempt(
+        Outcome.response(response.status_code, response.headers),
+        request.method,
+        str(request.url),
+        request.headers,
+        response,
+    )
+
+
+def _httpx_exception(httpx: ModuleType, exc: Any) -> Attempt | None:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return _httpx_response(exc.response)
+    kind = _match(httpx, HTTPX_ERROR_KINDS, exc)[1]
+    if kind is None:
+        return None
+    if kind is _PROTOCOL and str(exc).startswith(_HTTPX_DISCONNECTED):
+        kind = _DISCONNECT
+    request = _httpx_request(exc)
+    if request is None:
+        return Attempt(Outcome.error(kind))
+    return Attempt(Outcome.error(kind), request.method, str(request.url), request.headers)
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def _requests_response(response: Any) -> Attempt:
+    outcome = Outcome.response(response.status_code, response.headers)
+    request = response.request
+    if request is None:
+        return Attempt(outcome, None, response.url or "", None, response)
+    return Attempt(outcome, request.method, request.url or "", request.headers, response)
+
+
+def _requests_exception(requests: ModuleType, exc: Any) -> Attempt | None:
+    exceptions = requests.exceptions
+    if isinstance(exc, exceptions.HTTPError) and exc.response is not None:
+        return _requests_response(exc.response)
+    matched, kind = _match(exceptions, REQUESTS_ERROR_KINDS, exc)
+    if not matched and isinstance(exc, exceptions.ConnectionError):
+        kind = _requests_connection_kind(exc)
+    if kind is None:
+        return None
+    request = exc.request
+    if request is None:
+        return Attempt(Outcome.error(kind))
+    return Attempt(Outcome.error(kind), request.method, request.url or "", request.headers)
+
+
+def _requests_connection_kind(exc: BaseException) -> ErrorKind:
+    """CONNECT when urllib3 never made the connection, else DISCONNECT (it may have been sent)."""
+    urllib3 = sys.modules.get("urllib3")
+    if urllib3 is None:
+        return _DISCONNECT
+    never_connected = urllib3.exceptions.NewConnectionError
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, never_connected) or isinstance(
+        getattr(cause, "reason", None), never_connected
+    ):
+        return _CONNECT
+    return _DISCONNECT
+
+
+# -- aiohttp -------------------------------------------------------------------------------
+
+
+def _aiohttp_exception(aiohttp: ModuleType, exc: Any) -> Attempt | None:
+    if isinstance(exc, aiohttp.ClientResponseError):
+        info = exc.request_info
+        outcome = Outcome.response(exc.status, exc.headers)
+        return Attempt(outcome, info.method, str(info.url), info.headers)
+    kind = _match(aiohttp, AIOHTTP_ERROR_KINDS, exc)[1]
+    # aiohttp's connection errors name neither the method nor the URL.
+    return None if kind is None else Attempt(Outcome.error(kind))
+
+
+# -- shared --------------------------------------------------------------------------------
+
+
+def _match(
+    module: ModuleType, table: tuple[tuple[str, ErrorKind | None], ...], exc: BaseException
+) -> tuple[bool, ErrorKind | None]:
+    """Whether ``exc`` is one of the table's types (by name in ``module``), and its kind."""
+    for name, kind in table:
+        exc_type = getattr(module, name, None)
+        if exc_type is not None and isinstance(exc, exc_type):
+            return True, kind
+    return False, None
+
+
+def release(response: Any) -> bool:
+    """Release a discarded response so its connection is not leaked; never reads its body.
+
+    False when it can only be closed asynchronously (an open httpx response from an
+    ``AsyncClient``): `arelease` does that.
+    """
+    if response is None:
+        return True
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(response, httpx.Response):
+        if response.is_closed:
+            return True
+        if isinstance(response.stream, httpx.AsyncByteStream) and not isinstance(
+            response.stream, httpx.SyncByteStream
+        ):
+            return False
+        response.close()
+        return True
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(response, aiohttp.ClientResponse):
+        response.release()
+        return True
+    requests = sys.modules.get("requests")
+    if requests is not None and isinstance(response, requests.Response):
+        response.close()  # returns the connection to the pool; unread streams are dropped
+    return True
+
+
+async def arelease(response: Any) -> None:
+    """The async twin of `release`: also closes an open httpx ``AsyncClient`` response."""
+    if not release(response):
+        await response.aclose()

@@ -1,0 +1,172 @@
+"""`on_response` and `on_exception`: backoff's decorators with forbear deciding.
+
+Each call of a decorated function is one logical request with its own `CallState`, and gets
+its own backoff retry loop bound to that state: backoff's predicate or ``giveup``, its wait
+generator and its handlers all read the one decision the core made for each attempt. backoff
+runs the loop, sleeps and calls the handlers; forbear says whether and how long. backoff's
+jitter is always off: the wait is the core's (a ``Retry-After`` is a floor, never shortened).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
+
+from forbear import Policy, Retrier
+
+import backoff
+
+from ._call import CallState, checked_method, checked_retrier
+
+__all__ = ["on_exception", "on_response"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HANDLERS = ("on_success", "on_backoff", "on_giveup")
+_PASSED = frozenset({"logger", "backoff_log_level", "giveup_log_level"})
+#: backoff options forbear owns, and what to use instead.
+_REFUSED = {
+    "jitter": "forbear's Policy sets every wait (see Backoff.jitter) and backoff's jitter "
+    "would shorten a Retry-After; leave it out",
+    "max_tries": "use Policy(max_attempts=...)",
+    "max_time": "use Policy(deadline=...): backoff's max_time would cut a Retry-After short",
+    "giveup": "forbear decides what is retried; compose forbear_backoff.Pieces for your own",
+    "predicate": "forbear decides what is retried; compose forbear_backoff.Pieces for your own",
+}
+
+
+def on_response(
+    policy: Policy | None = None,
+    *,
+    method: str = "GET",
+    retrier: Retrier | None = None,
+    **backoff_options: Any,
+) -> Callable[[F], F]:
+    """Retry a function returning an httpx, requests or aiohttp response, as forbear decides.
+
+    Sync and async functions alike. The function is called again exactly when the core says
+    RETRY, after exactly its wait; on RETURN or GIVE_UP the last response is returned as it is
+    (a retried one is closed first). ``method`` is used when a response does not name its
+    request's. ``retrier`` shares a `forbear.Retrier` (gate, budget, ``on_event``) between
+    decorated functions; by default each gets its own. ``backoff_options`` are backoff's
+    handler and logging options: ``on_success``, ``on_backoff``, ``on_giveup``, ``logger``,
+    ``backoff_log_level``, ``giveup_log_level``. Handlers find the core's `forbear.Decision`
+    in ``details["decision"]``.
+    """
+    options = _check_options(backoff_options, allowed=_PASSED)
+    shared = checked_retrier(policy, retrier)
+    fallback = checked_method(method)
+
+    def decorate(fn: F) -> F:
+        def loop(state: CallState, is_async: bool) -> Callable[..., Any]:
+            handlers = _handlers(state, options, is_async=is_async, raises=False)
+            return backoff.on_predicate(state.waits, state.retry_response, jitter=None, **handlers)(
+                fn
+            )
+
+        return _wrap(fn, shared, policy, fallback, loop)
+
+    return decorate
+
+
+def on_exception(
+    exception_types: type[Exception] | tuple[type[Exception], ...],
+    policy: Policy | None = None,
+    *,
+    method: str = "GET",
+    retrier: Retrier | None = None,
+    **backoff_options: Any,
+) -> Callable[[F], F]:
+    """Retry a function raising an httpx, requests or aiohttp exception, as forbear decides.
+
+    ``exception_types`` are caught as backoff would catch them. An HTTP status error (after
+    ``raise_for_status()``) is judged by its response; a transport error by its kind; any
+    other exception is re-raised at once. The last exception is re-raised unchanged, with the
+    attempt history added as a note. Besides the options `on_response` takes, backoff's
+    ``raise_on_giveup`` is passed through. In ``on_success`` (the function returned) the
+    details' ``"decision"`` is None: nothing was judged.
+    """
+    options = _check_options(backoff_options, allowed=_PASSED | {"raise_on_giveup"})
+    shared = checked_retrier(policy, retrier)
+    fallback = checked_method(method)
+
+    def decorate(fn: F) -> F:
+        def loop(state: CallState, is_async: bool) -> Callable[..., Any]:
+            handlers = _handlers(state, options, is_async=is_async, raises=True)
+            return backoff.on_exception(
+                state.waits, exception_types, giveup=state.giveup, jitter=None, **handlers
+            )(fn)
+
+        return _wrap(fn, shared, policy, fallback, loop)
+
+    return decorate
+
+
+def _wrap(
+    fn: F,
+    retrier: Retrier,
+    policy: Policy | None,
+    method: str,
+    loop: Callable[[CallState, bool], Callable[..., Any]],
+) -> F:
+    """``fn`` with a fresh `CallState` and backoff loop for every call."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def retried_async(*args: Any, **kwargs: Any) -> Any:
+            return await loop(CallState(retrier, policy, method), True)(*args, **kwargs)
+
+        return cast(F, retried_async)
+
+    @functools.wraps(fn)
+    def retried(*args: Any, **kwargs: Any) -> Any:
+        return loop(CallState(retrier, policy, method), False)(*args, **kwargs)
+
+    return cast(F, retried)
+
+
+def _handlers(
+    state: CallState, options: dict[str, Any], *, is_async: bool, raises: bool
+) -> dict[str, Any]:
+    """backoff's options for one call: the user's handlers between forbear's own."""
+    release = state.arelease_discarded if is_async else state.release_discarded
+    success_decision = state.show_no_decision if raises else state.show_decision
+    handlers = dict(options)
+    handlers["on_success"] = [success_decision, *options["on_success"]]
+    # The discarded response is released last, so the user's handlers can still read it.
+    handlers["on_backoff"] = [state.show_decision, *options["on_backoff"], release]
+    handlers["on_giveup"] = [state.show_decision, *options["on_giveup"]]
+    return handlers
+
+
+def _check_options(options: dict[str, Any], *, allowed: frozenset[str]) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "jitter" and value is None:
+            continue  # already forbear's choice
+        if name in _REFUSED:
+            raise TypeError(f"forbear_backoff does not take backoff's {name!r}: {_REFUSED[name]}")
+        if name in _HANDLERS:
+            checked[name] = _handler_list(name, value)
+        elif name in allowed:
+            checked[name] = value
+        else:
+            raise TypeError(f"forbear_backoff got an unexpected keyword argument {name!r}")
+    for name in _HANDLERS:
+        checked.setdefault(name, ())
+    return checked
+
+
+def _handler_list(name: str, value: Any) -> tuple[Any, ...]:
+    """backoff's handler argument (None, one callable or an iterable of them) as a tuple."""
+    if value is None:
+        return ()
+    if callable(value):
+        return (value,)
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        handlers = tuple(value)
+        if all(callable(handler) for handler in handlers):
+            return handlers
+    raise TypeError(f"{name} must be a callable or an iterable of callables, got {value!r}")
