@@ -84,12 +84,8 @@ def _retry(
     rng: random.Random | None,
 ) -> Decision:
     status, kind = outcome.status, outcome.kind
-
-    def stop(action: Action, reason: str, retry_after: float | None = None) -> Decision:
-        return Decision(action, 0.0, reason, attempt, status, kind, retry_after)
-
     if not state.replayable:
-        return stop(Action.RETURN, "body-not-replayable")
+        return Decision(Action.RETURN, 0.0, "body-not-replayable", attempt, status, kind)
     safe = (
         status == 429
         or kind in NEVER_SENT_ERRORS
@@ -97,15 +93,15 @@ def _retry(
         or state.has_idempotency_key
     )
     if not safe:
-        return stop(Action.RETURN, "not-safe-to-retry")
+        return Decision(Action.RETURN, 0.0, "not-safe-to-retry", attempt, status, kind)
 
     server_wait, reason = _server_wait(policy, outcome, wall)
     if state.attempts >= policy.max_attempts:
-        return stop(Action.GIVE_UP, "attempts-exhausted", server_wait)
+        return _give_up("attempts-exhausted", attempt, outcome, server_wait)
     rng = _module_rng if rng is None else rng
     if server_wait is not None:
         if server_wait > policy.max_wait:
-            return stop(Action.GIVE_UP, "wait-exceeds-max", server_wait)
+            return _give_up("wait-exceeds-max", attempt, outcome, server_wait)
         # A floor, never shortened: jitter only adds, so released clients spread out a little.
         extra = min(server_wait * policy.retry_after_jitter, _MAX_RETRY_AFTER_JITTER)
         wait = min(server_wait + extra * rng.random(), max(policy.max_wait, server_wait))
@@ -115,16 +111,22 @@ def _retry(
     if policy.deadline is not None:
         elapsed = (time.monotonic() if now is None else now) - state.started
         if elapsed + wait > policy.deadline:
-            return stop(Action.GIVE_UP, "deadline-exceeded", server_wait)
+            return _give_up("deadline-exceeded", attempt, outcome, server_wait)
     return Decision(Action.RETRY, wait, reason, attempt, status, kind, server_wait)
+
+
+def _give_up(reason: str, attempt: int, outcome: Outcome, server_wait: float | None) -> Decision:
+    return Decision(Action.GIVE_UP, 0.0, reason, attempt, outcome.status, outcome.kind, server_wait)
 
 
 def _server_wait(policy: Policy, outcome: Outcome, wall: float | None) -> tuple[float | None, str]:
     if outcome.status is None:
         return None, "backoff"
-    wait = parse_retry_after(header_value(outcome.headers, "Retry-After"), wall=wall)
-    if wait is not None:
-        return wait, "retry-after"
+    value = header_value(outcome.headers, "Retry-After")
+    if value is not None:
+        wait = parse_retry_after(value, wall=wall)
+        if wait is not None:
+            return wait, "retry-after"
     if policy.rate_limit_headers:
         wait = rate_limit_reset(outcome.headers, status=outcome.status, wall=wall)
         if wait is not None:
@@ -136,10 +138,11 @@ def _backoff(policy: Policy, state: RetryState, rng: random.Random) -> float:
     backoff = policy.backoff
     base = backoff.base(state.attempts)
     jitter = backoff.jitter
+    # ``random() * x`` is what ``uniform(0.0, x)`` computes, without its extra call.
     if jitter is Jitter.FULL:
-        return rng.uniform(0.0, base)
+        return rng.random() * base
     if jitter is Jitter.EQUAL:
-        return base / 2 + rng.uniform(0.0, base / 2)
+        return base / 2 + rng.random() * (base / 2)
     if jitter is Jitter.DECORRELATED:
         previous = max(state.last_wait, backoff.initial)
         return min(backoff.max, rng.uniform(backoff.initial, previous * _DECORRELATED_GROWTH))

@@ -44,6 +44,11 @@ _RATELIMIT_T = re.compile(r"(?:^|[;,\s])(?:t|reset)=([0-9]+)(?=$|[;,\s])", re.AS
 _RATELIMIT_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)=([0-9]+)(?=$|[;,\s])", re.ASCII)
 #: A reset value this large is a Unix time, not a number of seconds (GitHub's convention).
 _EPOCH_THRESHOLD = 1_000_000_000
+#: The reset fields read after the ``RateLimit`` field, each with its "remaining" companion.
+_RESET_FIELDS = (
+    ("RateLimit-Reset", "RateLimit-Remaining"),
+    ("X-RateLimit-Reset", "X-RateLimit-Remaining"),
+)
 
 
 def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
@@ -52,6 +57,8 @@ def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
     Works with a plain ``dict`` (any case), httpx ``Headers``, requests' case-insensitive
     dict and aiohttp's multidict, without importing any of them.
     """
+    if type(headers) is dict:  # a plain dict has no multi-value API: skip probing for one
+        return _dict_value(headers, name)
     get_all = getattr(headers, "get_list", None) or getattr(headers, "getall", None)
     if get_all is not None:
         try:
@@ -59,13 +66,20 @@ def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
         except (TypeError, KeyError):
             values = []
         return ", ".join(values) if values else None
+    if isinstance(headers, dict):
+        return _dict_value(headers, name)
     value = headers.get(name)
-    if value is None and isinstance(headers, dict):
+    return value if isinstance(value, str) else None
+
+
+def _dict_value(headers: dict[Any, Any], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
         lowered = name.lower()
         for key, candidate in headers.items():
             if isinstance(key, str) and key.lower() == lowered:
-                return candidate if isinstance(candidate, str) else None
-        return None
+                value = candidate
+                break
     return value if isinstance(value, str) else None
 
 
@@ -168,11 +182,11 @@ def rate_limit_reset(
         reset = _only_match(_RATELIMIT_T, field)
         if reset is not None and (status == 429 or remaining == "0"):
             return _reset_seconds(reset, wall)
-    for prefix in ("RateLimit", "X-RateLimit"):
-        reset_value = header_value(headers, f"{prefix}-Reset")
+    for reset_name, remaining_name in _RESET_FIELDS:
+        reset_value = header_value(headers, reset_name)
         if reset_value is None:
             continue
-        remaining_value = header_value(headers, f"{prefix}-Remaining")
+        remaining_value = header_value(headers, remaining_name)
         if status == 429 or (remaining_value is not None and remaining_value.strip() == "0"):
             return _reset_seconds(reset_value, wall)
     return None
