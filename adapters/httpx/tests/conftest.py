@@ -1,0 +1,11 @@
+"""Fixtures for the forbear-httpx tests: every async test runs on asyncio and on trio."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The anyio backend an async test runs on."""
+    return str(request.param)
