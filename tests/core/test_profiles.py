@@ -192,6 +192,13 @@ def test_sarucci_500_schedule_is_exact(seed: int) -> None:
     assert decisions[-1].attempt == 5
 
 
+def test_sarucci_schedule_tops_out_at_four_seconds() -> None:
+    """Given more attempts, the Sarucci schedule stays at its 4 s top step."""
+    policy = dataclasses.replace(profiles.sarucci, max_attempts=8)
+    decisions = run(policy, [response(503)] * 10, start())
+    assert [d.wait for d in decisions] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 0.0]
+
+
 def test_sarucci_401_then_500s_sends_six_times() -> None:
     """A re-exchange does not eat into the 5xx schedule: 1 re-send plus 0.5, 1, 2, 4 s."""
     outcomes = [response(401)] + [response(500)] * 10
