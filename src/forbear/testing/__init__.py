@@ -12,33 +12,37 @@ Needs the ``testing`` extra: ``pip install "forbear[testing]"``.
 
 from __future__ import annotations
 
-from ._emulator import NO_FAULTS, Emulator, Faults
-from ._harness import (
-    AsyncDriver,
-    Driver,
-    Result,
-    ScenarioEnv,
-    SendContext,
-    arun_scenario,
-    run_scenario,
-)
-from ._limits import FixedWindow, TokenBucket
-from ._partner import Company, PartnerAPI
-from ._policy import PolicyAPI
-from ._records import Arrival
-from ._sarucci import Credentials, SarucciAPI
-from ._scenarios import (
-    FAST_POLICY,
-    SCENARIOS,
-    BodyKind,
-    Expect,
-    Scenario,
-    Target,
-    scenario_named,
-)
-from ._server import DEFAULT_REPLY, FaultServer, Reply, serve
-from ._service import HOST, Service
-from ._sockets import HALF_RESPONSE, RawArrival, RawFaults, RawMode, refused_port
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._emulator import NO_FAULTS, Emulator, Faults
+    from ._harness import (
+        AsyncDriver,
+        Driver,
+        Result,
+        ScenarioEnv,
+        SendContext,
+        arun_scenario,
+        run_scenario,
+    )
+    from ._limits import FixedWindow, TokenBucket
+    from ._partner import Company, PartnerAPI
+    from ._policy import PolicyAPI
+    from ._records import Arrival
+    from ._sarucci import Credentials, SarucciAPI
+    from ._scenarios import (
+        FAST_POLICY,
+        SCENARIOS,
+        BodyKind,
+        Expect,
+        Scenario,
+        Target,
+        scenario_named,
+    )
+    from ._server import DEFAULT_REPLY, FaultServer, Reply, serve
+    from ._service import HOST, Service
+    from ._sockets import HALF_RESPONSE, RawArrival, RawFaults, RawMode, refused_port
 
 __all__ = [
     "DEFAULT_REPLY",
@@ -78,3 +82,64 @@ __all__ = [
     "scenario_named",
     "serve",
 ]
+
+#: Where each public name lives. Imported on first use, so that ``forbear.testing.plugin``
+#: (loaded by pytest for every project that installed forbear) imports nothing it lacks.
+_EXPORTS: dict[str, str] = {
+    "DEFAULT_REPLY": "._server",
+    "FAST_POLICY": "._scenarios",
+    "HALF_RESPONSE": "._sockets",
+    "HOST": "._service",
+    "NO_FAULTS": "._emulator",
+    "SCENARIOS": "._scenarios",
+    "Arrival": "._records",
+    "AsyncDriver": "._harness",
+    "BodyKind": "._scenarios",
+    "Company": "._partner",
+    "Credentials": "._sarucci",
+    "Driver": "._harness",
+    "Emulator": "._emulator",
+    "Expect": "._scenarios",
+    "FaultServer": "._server",
+    "Faults": "._emulator",
+    "FixedWindow": "._limits",
+    "PartnerAPI": "._partner",
+    "PolicyAPI": "._policy",
+    "RawArrival": "._sockets",
+    "RawFaults": "._sockets",
+    "RawMode": "._sockets",
+    "Reply": "._server",
+    "Result": "._harness",
+    "SarucciAPI": "._sarucci",
+    "Scenario": "._scenarios",
+    "ScenarioEnv": "._harness",
+    "SendContext": "._harness",
+    "Service": "._service",
+    "Target": "._scenarios",
+    "TokenBucket": "._limits",
+    "arun_scenario": "._harness",
+    "refused_port": "._sockets",
+    "run_scenario": "._harness",
+    "scenario_named": "._scenarios",
+    "serve": "._server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'forbear.testing' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(module_name, __name__)
+    except ImportError as exc:
+        raise ImportError(
+            f"forbear.testing.{name} needs the testing extra: "
+            'install it with `pip install "forbear[testing]"`'
+        ) from exc
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
