@@ -21,9 +21,11 @@ The adapter's loop, in words::
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._budget import RetryBudget
@@ -48,7 +50,9 @@ class Retrier:
     """The retry machinery one adapter instance shares across its requests.
 
     ``gate`` and ``budget`` default to a fresh `HostGate` / `RetryBudget` for this retrier;
-    pass your own to share them across clients, or ``None`` to go without.
+    pass your own to share them across clients, or ``None`` to go without. ``clock`` (monotonic),
+    ``wall`` (Unix time) and ``rng`` (jitter) default to the real ones; inject them for tests
+    and simulations.
     """
 
     def __init__(
@@ -61,13 +65,21 @@ class Retrier:
         idempotency_keys: bool = False,
         request_ids: bool = False,
         on_event: EventHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng
         self.policy = _DEFAULT_POLICY if policy is None else policy
         if not isinstance(self.policy, Policy):
             raise TypeError(f"policy must be a forbear.Policy, got {type(policy).__name__}")
         self.token = token
-        self.gate: HostGate | None = HostGate() if gate is True else (gate or None)
-        self.budget: RetryBudget | None = RetryBudget() if budget is True else (budget or None)
+        self.gate: HostGate | None = HostGate(clock=clock) if gate is True else (gate or None)
+        self.budget: RetryBudget | None = (
+            RetryBudget(clock=clock) if budget is True else (budget or None)
+        )
         self.idempotency_keys = idempotency_keys
         self.request_ids = request_ids
         self.on_event = on_event
@@ -136,7 +148,11 @@ class RetryCall:
         # The state must know of a key, the caller's or ours: any method may then be re-sent.
         key_headers = self._added if "Idempotency-Key" in self._added else headers
         self.state = RetryState.start(
-            self.method, headers=key_headers, can_reauth=can_reauth, replayable=replayable
+            self.method,
+            headers=key_headers,
+            can_reauth=can_reauth,
+            replayable=replayable,
+            now=retrier.clock(),
         )
         self._sent_token: str | None = None
         self._key = key
@@ -208,7 +224,14 @@ class RetryCall:
 
     def _judge(self, outcome: Outcome, headers: Any) -> Decision:
         retrier = self._retrier
-        decision = decide(self.policy, self.state, outcome)
+        decision = decide(
+            self.policy,
+            self.state,
+            outcome,
+            now=retrier.clock(),
+            wall=retrier.wall(),
+            rng=retrier.rng,
+        )
         # A 429 is a rate limit, not an outage: the gate paces it, the budget does not drop it.
         if (
             decision.action is Action.RETRY
@@ -219,9 +242,7 @@ class RetryCall:
             decision = decision._replace(action=Action.GIVE_UP, wait=0.0, reason="budget-exhausted")
         if retrier.gate is not None:
             retrier.gate.observe(self.key, decision, headers)
-        if decision.reason != "success" or self.state.history:
-            # (A first-attempt success ends the request: its history would never be read.)
-            self.state = self.state.next(decision)
+        self.state = self.state.next(decision)
         if retrier.on_event is not None or logger.isEnabledFor(
             logging.INFO if decision.action is Action.RETRY else logging.DEBUG
         ):

@@ -31,7 +31,8 @@ from ._state import Decision
 
 __all__ = ["HostGate", "origin_of"]
 
-_POLICY_QUOTA = re.compile(r"(?:^|[;,\s])(?:q|limit)=([0-9]+)", re.ASCII)
+#: ``"name";q=100;w=60`` (current draft) or ``100;w=60`` (the widely deployed older draft).
+_POLICY_QUOTA = re.compile(r"(?:^\s*(?=[0-9])|(?:^|[;,\s])(?:q|limit)=)([0-9]+)", re.ASCII)
 _POLICY_WINDOW = re.compile(r"[;\s]w=([0-9]+)", re.ASCII)
 _FIELD_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)=([0-9]+)", re.ASCII)
 _FIELD_RESET = re.compile(r"(?:^|[;,\s])(?:t|reset)=([0-9]+)", re.ASCII)
@@ -132,8 +133,11 @@ class HostGate:
         status = decision.status
         entry = self._origins.get(key)
         if entry is not None and status is not None and status < 400 and not entry.paced:
-            entry.window_successes += 1  # the happy path: one counter, no lock
-            return
+            now = self._clock() if now is None else now
+            if now - entry.window_start < 1.0:
+                entry.window_successes += 1  # the happy path: one counter, no lock
+                return
+            # Once a second, roll the window (and keep the origin alive) under the lock.
         with self._lock:
             now = self._clock() if now is None else now
             if entry is None:
@@ -144,7 +148,11 @@ class HostGate:
                 self._on_success(entry, now, headers)
             elif status == 429:
                 self._on_rate_limited(entry, now, headers)
-            if decision.retry_after is not None and decision.retry_after > 0.0:
+            if (
+                decision.retry_after is not None
+                and decision.retry_after > 0.0
+                and decision.reason != "wait-exceeds-max"  # a wait nobody honours pauses nobody
+            ):
                 self._maybe_pause(entry, now, decision, headers)
 
     def rate(self, key: str) -> float | None:
@@ -172,8 +180,9 @@ class HostGate:
             return start - now
         interval = 1.0 / entry.rate
         # At most `burst` tokens bank up while idle, so a wait never ends in a stampede.
-        slot = max(start, entry.next_free, start - (self._burst - 1) * interval)
-        entry.next_free = slot + interval
+        earliest = max(entry.next_free, start - (self._burst - 1) * interval)
+        slot = max(start, earliest)
+        entry.next_free = earliest + interval
         if slot > now:
             entry.last_delayed = now
         self._probe(entry, now)
@@ -202,6 +211,8 @@ class HostGate:
             seen = entry.window_successes + entry.previous_successes
             entry.paced = True
             entry.rate = entry.hold_rate = max(seen / span * 0.5, 1.0)
+            # A new pacing spell (the first, or one after calm) learns the rate afresh.
+            entry.measured, entry.header_rate = False, None
             entry.next_free = now
             entry.episode_start, entry.episode_successes = now, 0
         elif now - entry.last_429 > 0.5:
@@ -225,7 +236,8 @@ class HostGate:
     def _probe(self, entry: _Origin, now: float) -> None:
         if entry.header_rate is not None:
             return
-        calm = now - entry.last_429
+        # Time spent paused taught nothing about the rate: probing counts from the pause's end.
+        calm = max(now - max(entry.last_429, entry.paused_until), 0.0)
         if not entry.measured:
             # Only a first guess so far: double every half second until the server objects.
             entry.rate = entry.hold_rate * 2.0 ** min(calm / 0.5, 10.0)

@@ -29,6 +29,8 @@ class TokenBucketServer:
     burst: int
     clock: VirtualClock
     retry_after: str = "1"
+    #: Extra headers sent with every 429 (e.g. ``RateLimit-Policy``).
+    limit_headers: dict[str, str] = field(default_factory=dict)
     tokens: float = field(init=False)
     updated: float = 0.0
     arrivals: int = 0
@@ -46,7 +48,7 @@ class TokenBucketServer:
             self.tokens -= 1.0
             return 200, {}
         self.rejected += 1
-        return 429, {"Retry-After": self.retry_after}
+        return 429, {"Retry-After": self.retry_after, **self.limit_headers}
 
 
 @dataclass
@@ -57,6 +59,25 @@ class CrawlResult:
     arrivals: int
     rejected: int
     early_retries: int
+    #: The shortest possible crawl: requests / server rate.
+    ideal: float = 0.0
+    gate: HostGate | None = None
+
+    @property
+    def ratio(self) -> float:
+        """Elapsed time as a multiple of the ideal."""
+        return self.elapsed / self.ideal
+
+    @property
+    def rejected_share(self) -> float:
+        """The fraction of sends the server answered with 429."""
+        return self.rejected / self.arrivals
+
+    def __str__(self) -> str:
+        return (
+            f"{self.ratio:.3f}x ideal, {100 * self.rejected_share:.2f}% 429, "
+            f"lost {self.lost}, {self.arrivals} sends"
+        )
 
 
 def crawl(
@@ -69,17 +90,21 @@ def crawl(
     use_gate: bool = True,
     seed: int = 1,
     policy: Policy | None = None,
+    retry_after: str = "1",
+    limit_headers: dict[str, str] | None = None,
 ) -> CrawlResult:
     """Run the crawl to completion and report what the server saw."""
     clock = VirtualClock()
-    server = TokenBucketServer(rate, burst, clock)
+    server = TokenBucketServer(rate, burst, clock, retry_after, dict(limit_headers or {}))
     gate = HostGate(clock=clock) if use_gate else None
+    rng = random.Random(seed)
     retrier = Retrier(
         policy=policy or Policy(max_wait=60.0),
         gate=gate,
         budget=RetryBudget(clock=clock),
+        clock=clock,
+        rng=random.Random(rng.random()),
     )
-    rng = random.Random(seed)
     url = "http://limited.test/item"
     events: list[tuple[float, int, object]] = []
     order = itertools.count()
@@ -121,4 +146,6 @@ def crawl(
         except StopIteration:
             continue
         schedule(resume, step)
-    return CrawlResult(clock.now, succeeded, lost, server.arrivals, server.rejected, early)
+    return CrawlResult(
+        clock.now, succeeded, lost, server.arrivals, server.rejected, early, requests / rate, gate
+    )

@@ -1,0 +1,553 @@
+"""`HostGate`: pacing learned from 429s, the host-wide pause, expiry; then the simulated crawl.
+
+The unit tests drive the gate with plain `Decision` values and an injected clock (``now=``), so
+nothing sleeps. The crawl runs N clients through one `Retrier` on a virtual clock against a
+simulated token-bucket server (see ``simulation.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+from simulation import VirtualClock, crawl
+
+from forbear import Action, Decision, HostGate, origin_of
+
+ORIGIN = "https://api.example.test"
+DATE_FORM = "Sun, 06 Nov 1994 08:49:37 GMT"
+
+
+def success(status: int = 200) -> Decision:
+    return Decision(Action.RETURN, 0.0, "success", 1, status)
+
+
+def refused(status: int = 429, wait: float = 1.0, action: Action = Action.RETRY) -> Decision:
+    """A retryable refusal whose server named ``wait`` seconds."""
+    reason = "wait-exceeds-max" if action is Action.GIVE_UP else "retry-after"
+    return Decision(
+        action, 0.0 if action is Action.GIVE_UP else wait, reason, 1, status, None, wait
+    )
+
+
+def gate_at(now: float = 0.0, **options: float) -> tuple[HostGate, VirtualClock]:
+    clock = VirtualClock()
+    clock.now = now
+    return HostGate(clock=clock, **options), clock  # type: ignore[arg-type]
+
+
+def successes(gate: HostGate, start: float, stop: float, per_second: float) -> float:
+    """Feed successes at ``per_second`` from ``start`` until ``stop``; the time reached."""
+    now = start
+    while now < stop:
+        gate.observe(ORIGIN, success(), {}, now=now)
+        now += 1.0 / per_second
+    return now
+
+
+def reservations(gate: HostGate, count: int, now: float) -> list[float]:
+    """The absolute send times of ``count`` reservations all made at ``now``."""
+    return [now + gate.delay(ORIGIN, now=now) for _ in range(count)]
+
+
+class SpyLock:
+    """A lock that counts acquisitions."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.acquired = 0
+
+    def __enter__(self) -> None:
+        self.acquired += 1
+        self.inner.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.release()
+
+
+# -- origins and configuration ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://api.example.test/v1/items?x=1", "https://api.example.test"),
+        ("HTTPS://API.Example.TEST/", "https://api.example.test"),
+        ("https://user:secret@api.example.test:8443/x", "https://api.example.test:8443"),
+        ("http://api.example.test?q=1", "http://api.example.test"),
+        ("http://api.example.test#frag", "http://api.example.test"),
+        ("https://good.test@evil.test/", "https://evil.test"),
+        ("/relative/path", ""),
+    ],
+)
+def test_origin_of(url: str, origin: str) -> None:
+    """The gate key is scheme://host[:port], lower-cased, without userinfo, path or query."""
+    assert origin_of(url) == origin
+
+
+@pytest.mark.parametrize("options", [{"burst": 0}, {"hold": 0.0}, {"hold": 1.5}])
+def test_bad_configuration_raises(options: dict[str, float]) -> None:
+    """A burst below one or a hold outside (0, 1] is a configuration error."""
+    with pytest.raises(ValueError, match="HostGate"):
+        HostGate(**options)  # type: ignore[arg-type]
+
+
+# -- before the first 429: free ---------------------------------------------------------------
+
+
+def test_no_pacing_before_the_first_429() -> None:
+    """An origin that never refused is neither paced nor paused: every delay is zero."""
+    gate, _ = gate_at()
+    successes(gate, 0.0, 3.0, per_second=1000)
+    assert reservations(gate, 100, now=3.0) == [3.0] * 100
+    assert gate.rate(ORIGIN) is None
+    assert gate.paused_until(ORIGIN) is None
+    assert gate.delay("https://never-seen.test", now=3.0) == 0.0
+
+
+def test_happy_path_takes_no_lock() -> None:
+    """Once an origin is known, delays and successes within a second take no lock at all."""
+    gate, _ = gate_at()
+    gate.observe(ORIGIN, success(), {}, now=0.0)  # the first sight of the origin registers it
+    spy = SpyLock()
+    gate._lock = spy  # type: ignore[assignment]
+    for step in range(100):
+        assert gate.delay(ORIGIN, now=step * 0.005) == 0.0
+        gate.observe(ORIGIN, success(), {}, now=step * 0.005)
+    assert spy.acquired == 0
+
+
+def test_errors_and_other_statuses_do_not_start_pacing() -> None:
+    """Transport errors, 404s and 5xx without a wait leave the origin unpaced and unpaused."""
+    gate, _ = gate_at()
+    gate.observe(ORIGIN, Decision(Action.RETRY, 0.2, "backoff", 1, None), None, now=0.0)
+    gate.observe(ORIGIN, Decision(Action.RETURN, 0.0, "not-retryable", 1, 404), {}, now=0.1)
+    gate.observe(ORIGIN, Decision(Action.RETRY, 0.3, "backoff", 1, 500), {}, now=0.2)
+    assert gate.rate(ORIGIN) is None
+    assert gate.paused_until(ORIGIN) is None
+    assert gate.delay(ORIGIN, now=0.3) == 0.0
+
+
+# -- pacing ------------------------------------------------------------------------------------
+
+
+def test_first_429_starts_pacing_from_recent_successes() -> None:
+    """The first 429 paces the origin at a first guess: half the success rate just seen."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=now)
+    assert gate.rate(ORIGIN) == pytest.approx(0.5 * 200, rel=0.05)
+
+
+def test_first_guess_after_a_long_happy_path_still_reflects_recent_successes() -> None:
+    """After many seconds of successes the first guess comes from the last seconds, not 1 r/s."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 5.0, per_second=100)
+    gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=now)
+    rate = gate.rate(ORIGIN)
+    assert rate is not None
+    assert 25.0 <= rate <= 100.0
+
+
+def test_paced_sends_are_spaced_one_interval_apart() -> None:
+    """Once paced, sends reserved at the same instant go one interval (1 / rate) apart."""
+    gate, _ = gate_at(burst=1)
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=now)
+    rate = gate.rate(ORIGIN)
+    assert rate is not None
+    slots = reservations(gate, 10, now=now)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert slots[0] == now
+    assert gaps == pytest.approx([1.0 / rate] * 9, rel=1e-6)
+
+
+def test_run_of_429s_measures_the_server_rate_and_holds_at_095() -> None:
+    """Successes between 429s of one run give the server's rate; the pacer holds at 0.95 of it."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 1.0, per_second=1000)  # a generous first guess (~500 r/s)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    episode, let_through = now, 0
+    while now < episode + 0.2:  # what the server let through
+        now += 0.005
+        gate.observe(ORIGIN, success(), {}, now=now)
+        let_through += 1
+    now += 0.005
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    measured = let_through / (now - episode)
+    assert gate.rate(ORIGIN) == pytest.approx(0.95 * measured, rel=0.03)
+
+
+def test_probing_is_flat_then_slow_then_bounded() -> None:
+    """After measuring, the rate holds for a second, then creeps up cubically, capped at 10x."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 1.0, per_second=1000)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    now = successes(gate, now + 0.001, now + 0.2, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    hold = gate.rate(ORIGIN)
+    assert hold is not None
+
+    def rate_after(calm: float) -> float:
+        gate.delay(ORIGIN, now=now + calm)
+        rate = gate.rate(ORIGIN)
+        assert rate is not None
+        return rate
+
+    assert rate_after(0.9) == pytest.approx(hold)
+    assert hold < rate_after(2.0) <= 1.05 * hold
+    assert rate_after(4.0) > rate_after(3.0) > rate_after(2.0)
+    assert rate_after(29.0) == pytest.approx(10 * hold)
+
+
+def test_unmeasured_first_guess_doubles_until_the_server_objects() -> None:
+    """A first guess (no run measured yet) doubles every half second of calm."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    guess = gate.rate(ORIGIN)
+    assert guess is not None
+    gate.delay(ORIGIN, now=now + 1.0)
+    assert gate.rate(ORIGIN) == pytest.approx(4 * guess)
+
+
+def test_calm_crossing_holds_just_under_the_rate_that_crossed() -> None:
+    """The first 429 after calm marks the probe's rate as too high: hold at 0.95 of it."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    gate.delay(ORIGIN, now=now + 1.0)
+    crossed = gate.rate(ORIGIN)
+    assert crossed is not None
+    gate.observe(ORIGIN, refused(), {}, now=now + 1.0)
+    assert gate.rate(ORIGIN) == pytest.approx(0.95 * crossed)
+
+
+@pytest.mark.parametrize("burst", [1, 2, 4])
+def test_after_a_wait_at_most_burst_sends_go_at_once(burst: int) -> None:
+    """After a pause ends, exactly ``burst`` sends are released together, the rest one by one."""
+    gate, _ = gate_at(burst=burst)
+    gate.observe(ORIGIN, refused(503, wait=10.0), {"Retry-After": "10"}, now=0.0)
+    rate = gate.rate(ORIGIN)
+    assert rate is not None
+    slots = reservations(gate, burst + 5, now=0.5)
+    assert slots[:burst] == [10.0] * burst
+    assert slots[burst:] == pytest.approx([10.0 + k / rate for k in range(1, 6)])
+
+
+def test_idle_paced_origin_banks_at_most_burst_tokens() -> None:
+    """A paced origin idle for a while releases at most ``burst`` sends at once, never a flood."""
+    gate, _ = gate_at(burst=2)
+    now = successes(gate, 0.0, 1.0, per_second=1000)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    now = successes(gate, now + 0.001, now + 0.2, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    slots = reservations(gate, 50, now=now + 10.0)
+    assert slots.count(now + 10.0) == 2
+    assert len(set(slots)) == 49
+
+
+def test_pacing_ends_after_calm() -> None:
+    """Thirty seconds without a 429 and without a paced wait return the origin to the free path."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    assert gate.rate(ORIGIN) is not None
+    assert gate.delay(ORIGIN, now=now + 31.0) == 0.0
+    assert gate.rate(ORIGIN) is None
+    assert reservations(gate, 20, now=now + 31.5) == [now + 31.5] * 20
+
+
+def test_a_new_pacing_spell_probes_again_after_a_header_rate() -> None:
+    """A header-given rate from an earlier spell does not freeze the next spell's probing."""
+    gate, _ = gate_at()
+    policy = {"RateLimit-Policy": '"burst";q=10;w=1'}
+    gate.observe(ORIGIN, refused(), policy, now=0.0)
+    assert gate.rate(ORIGIN) == pytest.approx(9.5)
+    assert gate.delay(ORIGIN, now=40.0) == 0.0  # calm: unpaced
+    now = successes(gate, 40.0, 40.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    guess = gate.rate(ORIGIN)
+    assert guess is not None
+    gate.delay(ORIGIN, now=now + 1.0)
+    rate = gate.rate(ORIGIN)
+    assert rate is not None
+    assert rate > 2 * guess
+
+
+# -- rates named by the server --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "rate"),
+    [
+        ({"RateLimit-Policy": '"default";q=100;w=10'}, 9.5),
+        ({"RateLimit-Policy": "100;w=10"}, 9.5),
+        ({"X-RateLimit-Policy": "q=60;w=60"}, 0.95),
+        ({"RateLimit-Policy": '"default";q=100;w=10', "RateLimit": '"default";r=0;t=5'}, 9.5),
+    ],
+)
+def test_policy_header_sets_the_rate_directly(headers: dict[str, str], rate: float) -> None:
+    """A ``RateLimit-Policy`` quota over its window sets the pace (at 0.95) and stops probing."""
+    gate, _ = gate_at()
+    gate.observe(ORIGIN, refused(), headers, now=0.0)
+    assert gate.rate(ORIGIN) == pytest.approx(rate)
+    gate.delay(ORIGIN, now=20.0)
+    assert gate.rate(ORIGIN) == pytest.approx(rate)
+
+
+@pytest.mark.parametrize(
+    ("headers", "rate"),
+    [
+        ({"RateLimit": '"default";r=50;t=10'}, 5.0),
+        ({"RateLimit-Remaining": "30", "RateLimit-Reset": "10"}, 3.0),
+        ({"X-RateLimit-Remaining": "8", "X-RateLimit-Reset": "4"}, 2.0),
+    ],
+)
+def test_remaining_over_reset_sets_the_rate_while_paced(
+    headers: dict[str, str], rate: float
+) -> None:
+    """Remaining requests over the seconds to reset, read from successes while paced."""
+    gate, _ = gate_at()
+    gate.observe(ORIGIN, refused(), {}, now=0.0)
+    gate.observe(ORIGIN, success(), headers, now=0.1)
+    assert gate.rate(ORIGIN) == pytest.approx(rate)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Policy": "q=abc;w=10"},
+        {"RateLimit-Policy": '"default";q=100;w=0'},
+        {"X-RateLimit-Remaining": "8", "X-RateLimit-Reset": "1767225600"},  # a Unix time
+        {"X-RateLimit-Remaining": "-8", "X-RateLimit-Reset": "4"},
+        {"X-RateLimit-Remaining": "٨", "X-RateLimit-Reset": "4"},
+        {"RateLimit": "garbage"},
+        {"RateLimit": '"default";r=0;t=10'},
+    ],
+)
+def test_unusable_rate_headers_are_ignored(headers: dict[str, str]) -> None:
+    """Garbage, zero windows, Unix-time resets and nothing remaining leave the rate alone."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    before = gate.rate(ORIGIN)
+    gate.observe(ORIGIN, success(), headers, now=now)
+    gate.observe(ORIGIN, refused(), headers, now=now)
+    assert gate.rate(ORIGIN) == before
+
+
+def test_rate_headers_before_any_429_do_not_start_pacing() -> None:
+    """Rate-limit headers on successes of an unpaced origin cost nothing and pace nothing."""
+    gate, _ = gate_at()
+    for step in range(10):
+        gate.observe(ORIGIN, success(), {"RateLimit": '"default";r=1;t=60'}, now=step * 0.01)
+    assert gate.rate(ORIGIN) is None
+    assert gate.delay(ORIGIN, now=0.2) == 0.0
+
+
+# -- the host-wide pause ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "wait", "pauses"),
+    [
+        (429, {"Retry-After": "1"}, 1.0, False),
+        (429, {"Retry-After": "4"}, 4.0, False),
+        (429, {"Retry-After": "5"}, 5.0, True),
+        (429, {"Retry-After": "30"}, 30.0, True),
+        (429, {"Retry-After": DATE_FORM}, 2.0, True),
+        (503, {"Retry-After": "1"}, 1.0, True),
+        (503, {"Retry-After": "2"}, 2.0, True),
+        (502, {"Retry-After": "2"}, 2.0, False),
+    ],
+)
+def test_pause_only_when_the_wait_carries_information(
+    status: int, headers: dict[str, str], wait: float, pauses: bool
+) -> None:
+    """A 503 with a wait, an HTTP-date or a long wait pauses the origin; a short 429 does not."""
+    gate, _ = gate_at()
+    gate.observe(ORIGIN, refused(status, wait=wait), headers, now=100.0)
+    if pauses:
+        assert gate.paused_until(ORIGIN) == 100.0 + wait
+        assert gate.delay(ORIGIN, now=100.5) == pytest.approx(wait - 0.5)
+    else:
+        assert gate.paused_until(ORIGIN) is None
+        assert gate.delay(ORIGIN, now=100.5) < 0.1
+
+
+def test_short_retry_after_does_not_stop_the_pipe() -> None:
+    """After a 429 with ``Retry-After: 1`` other requests keep flowing at the paced rate."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 1.0, per_second=400)
+    gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=now)
+    slots = reservations(gate, 20, now=now)
+    assert max(slots) - now < 0.5
+
+
+def test_pause_lasts_until_its_end_and_never_shrinks() -> None:
+    """A later, shorter wait does not end a longer pause early."""
+    gate, _ = gate_at()
+    gate.observe(ORIGIN, refused(503, wait=10.0), {"Retry-After": "10"}, now=0.0)
+    gate.observe(ORIGIN, refused(503, wait=1.0), {"Retry-After": "1"}, now=1.0)
+    assert gate.paused_until(ORIGIN) == 10.0
+    assert gate.delay(ORIGIN, now=2.0) == pytest.approx(8.0)
+
+
+def test_unpaced_pause_clears_once_over() -> None:
+    """When a pause on an unpaced origin ends, the origin is reported unpaused."""
+    gate, _ = gate_at()
+    gate.observe(ORIGIN, refused(503, wait=2.0), {"Retry-After": "2"}, now=0.0)
+    assert gate.paused_until(ORIGIN) == 2.0
+    assert gate.delay(ORIGIN, now=40.0) == 0.0  # calm and past the pause
+    assert gate.delay(ORIGIN, now=40.1) == 0.0
+    assert gate.paused_until(ORIGIN) is None
+
+
+def test_a_wait_nobody_honours_pauses_nobody() -> None:
+    """A 503 asking for an hour (beyond ``max_wait``: the request gives up) pauses no one."""
+    gate, _ = gate_at()
+    gate.observe(
+        ORIGIN, refused(503, wait=3600.0, action=Action.GIVE_UP), {"Retry-After": "3600"}, now=0.0
+    )
+    assert gate.paused_until(ORIGIN) is None
+    assert gate.delay(ORIGIN, now=1.0) == 0.0
+
+
+def test_probing_counts_from_the_end_of_a_pause() -> None:
+    """Seconds spent paused teach nothing: the rate after a pause starts from the hold."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(wait=10.0), {"Retry-After": "10"}, now=now)
+    guess = gate.rate(ORIGIN)
+    assert guess is not None
+    gate.delay(ORIGIN, now=now + 10.0)
+    assert gate.rate(ORIGIN) == pytest.approx(guess)
+    gate.delay(ORIGIN, now=now + 11.0)
+    assert gate.rate(ORIGIN) == pytest.approx(4 * guess)
+
+
+# -- memory and threads ------------------------------------------------------------------------
+
+
+def test_idle_origins_expire() -> None:
+    """Origins idle for longer than ``idle_expiry`` are dropped: memory stays bounded."""
+    gate, _ = gate_at(idle_expiry=300.0)
+    stale = [f"https://host{n}.test" for n in range(500)]
+    for key in stale:
+        gate.observe(key, refused(), {}, now=0.0)
+    assert all(gate.rate(key) is not None for key in stale)
+    gate.observe(ORIGIN, refused(), {}, now=200.0)
+    assert repr(gate) == "HostGate(origins=501)"  # not idle long enough yet
+    gate.observe("https://fresh.test", refused(), {}, now=400.0)
+    assert repr(gate) == "HostGate(origins=2)"
+    assert all(gate.rate(key) is None for key in stale)
+    assert gate.rate(ORIGIN) is not None
+
+
+def test_an_origin_in_use_does_not_expire() -> None:
+    """An origin with steady successes stays known, even on the lock-free happy path."""
+    gate, _ = gate_at(idle_expiry=300.0)
+    successes(gate, 0.0, 400.0, per_second=2)
+    gate.observe("https://fresh.test", refused(), {}, now=400.0)
+    assert repr(gate) == "HostGate(origins=2)"
+
+
+def test_concurrent_reservations_never_share_a_slot() -> None:
+    """Threads reserving at once get distinct slots, one interval apart (burst aside)."""
+    gate, _ = gate_at(burst=1)
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)
+    rate = gate.rate(ORIGIN)
+    assert rate is not None
+    slots: list[float] = []
+    barrier = threading.Barrier(8)
+
+    def reserve() -> None:
+        barrier.wait()
+        mine = [gate.delay(ORIGIN, now=now) for _ in range(50)]
+        slots.extend(mine)
+
+    threads = [threading.Thread(target=reserve) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slots.sort()
+    assert len(slots) == 400
+    assert slots[0] == 0.0
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert min(gaps) == pytest.approx(1.0 / rate)
+
+
+# -- the simulated crawl -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("latency", "limit"),
+    [(0.001, 1.25), (0.02, 1.2)],
+    ids=["latency-1ms", "latency-20ms"],
+)
+def test_crawl_runs_near_the_server_rate(seed: int, latency: float, limit: float) -> None:
+    """2,000 requests, 50 clients, 400 r/s burst 20: none lost, < 5 % 429, near N / rate."""
+    started = time.perf_counter()
+    result = crawl(seed=seed, latency=latency)
+    assert time.perf_counter() - started < 0.5
+    assert result.succeeded == 2000, result
+    assert result.lost == 0, result
+    assert result.early_retries == 0, result
+    assert result.rejected_share < 0.05, result
+    assert result.ratio <= limit, result
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_crawl_learns_about_the_server_rate(seed: int) -> None:
+    """At the end of the crawl the gate paces near the server's 400 r/s."""
+    result = crawl(seed=seed)
+    assert result.gate is not None
+    rate = result.gate.rate("http://limited.test")
+    assert rate is not None
+    assert 0.9 * 400 <= rate <= 1.15 * 400
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_gate_beats_the_unpaced_crawl(seed: int) -> None:
+    """Without the gate the same crawl is far slower, meets far more 429s and loses requests."""
+    gated = crawl(seed=seed)
+    unpaced = crawl(seed=seed, use_gate=False)
+    assert unpaced.elapsed > 1.5 * gated.elapsed, (gated, unpaced)
+    assert unpaced.rejected_share > 3 * gated.rejected_share, (gated, unpaced)
+    assert unpaced.lost > 0 == gated.lost, (gated, unpaced)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_gate_halves_429s_with_latency(seed: int) -> None:
+    """With 20 ms latency the gate still meets under half the unpaced crawl's 429s."""
+    gated = crawl(seed=seed, latency=0.02)
+    unpaced = crawl(seed=seed, latency=0.02, use_gate=False)
+    assert gated.rejected_share < 0.5 * unpaced.rejected_share, (gated, unpaced)
+    assert gated.lost == 0, gated
+
+
+@pytest.mark.parametrize("latency", [0.001, 0.02])
+def test_crawl_with_a_policy_header_paces_at_the_named_rate(latency: float) -> None:
+    """A server naming its quota (``RateLimit-Policy``) is met with even fewer 429s."""
+    named = {"RateLimit-Policy": '"bucket";q=400;w=1'}
+    result = crawl(latency=latency, limit_headers=named)
+    assert result.lost == 0, result
+    assert result.rejected_share < 0.03, result
+    assert result.ratio <= 1.25, result
+    assert result.gate is not None
+    assert result.gate.rate("http://limited.test") == pytest.approx(0.95 * 400)
+
+
+def test_crawl_with_long_retry_after_pauses_and_still_beats_unpaced() -> None:
+    """``Retry-After: 5`` pauses the host; the crawl loses nothing and beats the unpaced one."""
+    gated = crawl(retry_after="5")
+    unpaced = crawl(retry_after="5", use_gate=False)
+    assert gated.lost == 0, gated
+    assert gated.rejected_share < 0.05, gated
+    assert gated.elapsed < 0.7 * unpaced.elapsed, (gated, unpaced)
