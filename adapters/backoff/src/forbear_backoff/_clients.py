@@ -13,6 +13,7 @@ proxy failure, an invalid URL, anything forbear does not know) is never retried.
 
 from __future__ import annotations
 
+import http.client
 import sys
 from collections.abc import Mapping
 from types import ModuleType
@@ -23,6 +24,7 @@ from forbear import ErrorKind, Outcome
 __all__ = [
     "AIOHTTP_ERROR_KINDS",
     "HTTPX_ERROR_KINDS",
+    "REQUESTS_CAUSE_KINDS",
     "REQUESTS_ERROR_KINDS",
     "Attempt",
     "arelease",
@@ -51,35 +53,48 @@ HTTPX_ERROR_KINDS: tuple[tuple[str, ErrorKind | None], ...] = (
 )
 
 #: requests exception names and their kind, most specific first (None: never retried).
-#: A plain ``ConnectionError`` is split by its cause in `_requests_connection_kind`.
+#: A ``ConnectionError`` is judged by what lies under it (`REQUESTS_CAUSE_KINDS`).
 REQUESTS_ERROR_KINDS: tuple[tuple[str, ErrorKind | None], ...] = (
     ("ConnectTimeout", _CONNECT_TIMEOUT),
     ("ReadTimeout", _READ_TIMEOUT),
+    ("ChunkedEncodingError", _DISCONNECT),  # the body was cut short after the headers
     ("SSLError", None),
-    ("ProxyError", None),
-    ("ChunkedEncodingError", _PROTOCOL),
 )
 
-#: aiohttp exception names and their kind, most specific first (None: never retried).
-#: Names missing from an older aiohttp are skipped.
+#: Causes found under a requests ``ConnectionError`` (urllib3's, by name, or the standard
+#: library's) and their kind, first match wins; a cause matching none (a closed pool, a proxy
+#: failure) is never retried.
+REQUESTS_CAUSE_KINDS: tuple[tuple[tuple[str | type[BaseException], ...], ErrorKind], ...] = (
+    (("NewConnectionError", ConnectionRefusedError), _CONNECT),
+    (("ConnectTimeoutError",), _CONNECT_TIMEOUT),
+    (("ReadTimeoutError",), _READ_TIMEOUT),
+    (
+        (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, http.client.IncompleteRead),
+        _DISCONNECT,
+    ),
+    (("ProtocolError", http.client.HTTPException), _PROTOCOL),
+)
+
+#: aiohttp exception names and their kind, most specific first (None: never retried). A bare
+#: ``asyncio.TimeoutError`` (``ClientTimeout.total`` ran out) is the caller's own deadline,
+#: not the server's failure: it is not retried.
 AIOHTTP_ERROR_KINDS: tuple[tuple[str, ErrorKind | None], ...] = (
+    ("ClientConnectorCertificateError", None),  # verification fails the same way again
+    ("ServerFingerprintMismatch", None),
     ("ConnectionTimeoutError", _CONNECT_TIMEOUT),
+    ("ClientConnectorError", _CONNECT),
     ("SocketTimeoutError", _READ_TIMEOUT),
     ("ServerTimeoutError", _READ_TIMEOUT),
-    ("ClientConnectorCertificateError", None),
-    ("ClientConnectorSSLError", None),
-    ("ClientSSLError", None),
-    ("ClientProxyConnectionError", None),
-    ("ServerFingerprintMismatch", None),
-    ("ClientConnectorError", _CONNECT),
     ("ServerDisconnectedError", _DISCONNECT),
-    ("ClientConnectionResetError", _DISCONNECT),
-    ("ClientPayloadError", _PROTOCOL),
     ("ClientOSError", _DISCONNECT),
+    ("ClientPayloadError", _PROTOCOL),
+    ("ClientConnectionError", _DISCONNECT),
 )
 
 #: How httpcore words a connection closed before any byte of the response arrived.
 _HTTPX_DISCONNECTED = "Server disconnected without sending a response"
+#: How many linked exceptions are looked at under a requests ``ConnectionError``.
+_MAX_CAUSES = 16
 
 
 class Attempt(NamedTuple):
@@ -199,7 +214,7 @@ def _requests_exception(requests: ModuleType, exc: Any) -> Attempt | None:
         return _requests_response(exc.response)
     matched, kind = _match(exceptions, REQUESTS_ERROR_KINDS, exc)
     if not matched and isinstance(exc, exceptions.ConnectionError):
-        kind = _requests_connection_kind(exc)
+        kind = _requests_cause_kind(exc)
     if kind is None:
         return None
     request = exc.request
@@ -208,18 +223,44 @@ def _requests_exception(requests: ModuleType, exc: Any) -> Attempt | None:
     return Attempt(Outcome.error(kind), request.method, request.url or "", request.headers)
 
 
-def _requests_connection_kind(exc: BaseException) -> ErrorKind:
-    """CONNECT when urllib3 never made the connection, else DISCONNECT (it may have been sent)."""
-    urllib3 = sys.modules.get("urllib3")
-    if urllib3 is None:
-        return _DISCONNECT
-    never_connected = urllib3.exceptions.NewConnectionError
-    cause = exc.args[0] if exc.args else None
-    if isinstance(cause, never_connected) or isinstance(
-        getattr(cause, "reason", None), never_connected
-    ):
-        return _CONNECT
-    return _DISCONNECT
+def _requests_cause_kind(exc: BaseException) -> ErrorKind | None:
+    """The kind of a requests ``ConnectionError``, from the urllib3 error wrapped under it."""
+    urllib3_errors = getattr(sys.modules.get("urllib3"), "exceptions", None)
+    causes = _causes(exc)
+    for names, kind in REQUESTS_CAUSE_KINDS:
+        types = _types(urllib3_errors, names)
+        if any(isinstance(cause, types) for cause in causes):
+            return kind
+    return None
+
+
+def _types(
+    module: Any, names: tuple[str | type[BaseException], ...]
+) -> tuple[type[BaseException], ...]:
+    """The exception types ``names`` stand for: classes as they are, names found in ``module``."""
+    resolved: list[type[BaseException]] = []
+    for name in names:
+        found = getattr(module, name, None) if isinstance(name, str) else name
+        if isinstance(found, type) and issubclass(found, BaseException):
+            resolved.append(found)
+    return tuple(resolved)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """What lies under ``exc``: ``__cause__``, ``__context__``, ``.reason`` and exception args."""
+    seen = {id(exc)}
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending and len(found) < _MAX_CAUSES:
+        current = pending.pop()
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked.extend(current.args)
+        for cause in linked:
+            if isinstance(cause, BaseException) and id(cause) not in seen:
+                seen.add(id(cause))
+                found.append(cause)
+                pending.append(cause)
+    return found
 
 
 # -- aiohttp -------------------------------------------------------------------------------
@@ -227,6 +268,10 @@ def _requests_connection_kind(exc: BaseException) -> ErrorKind:
 
 def _aiohttp_exception(aiohttp: ModuleType, exc: Any) -> Attempt | None:
     if isinstance(exc, aiohttp.ClientResponseError):
+        if type(exc) is aiohttp.ClientResponseError and isinstance(
+            exc.__cause__, aiohttp.http_exceptions.HttpProcessingError
+        ):
+            return Attempt(Outcome.error(_PROTOCOL))  # the response head could not be parsed
         info = exc.request_info
         outcome = Outcome.response(exc.status, exc.headers)
         return Attempt(outcome, info.method, str(info.url), info.headers)
