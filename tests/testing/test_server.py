@@ -7,6 +7,7 @@ import gzip
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -16,7 +17,7 @@ from forbear.testing import DEFAULT_REPLY, FaultServer, Reply, serve
 
 
 @pytest.fixture
-def client(fault_server: FaultServer) -> httpx.Client:
+def client(fault_server: FaultServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=fault_server.url, timeout=5.0) as client:
         yield client
 

@@ -122,6 +122,16 @@ class PolicyAPI(Emulator):
                 self._keys[key].revoked = True
 
     @property
+    def limit(self) -> int:
+        """Requests each user may make per `window`."""
+        return self._throttle.limit
+
+    @property
+    def window(self) -> float:
+        """The throttle's fixed window, in seconds."""
+        return self._throttle.window
+
+    @property
     def proposal_count(self) -> int:
         """How many proposals were created (a replayed Idempotency-Key creates none)."""
         with self._lock:
@@ -170,11 +180,10 @@ class PolicyAPI(Emulator):
         with self._lock:
             wait = self._throttle.hit(key.user, time.monotonic())
         if wait > 0:
-            limit, window = self._throttle.limit, self._throttle.window
-            per = "minute" if window == 60.0 else f"{window:g} seconds"
+            per = "minute" if self.window == 60.0 else f"{self.window:g} seconds"
             return envelope(
                 429,
-                f"Rate limit exceeded: {limit} requests per {per}.",
+                f"Rate limit exceeded: {self.limit} requests per {per}.",
                 {"Retry-After": str(retry_after_seconds(wait))},
             )
         return key
