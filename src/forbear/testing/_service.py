@@ -99,7 +99,8 @@ class _Runner:
     """uvicorn in a thread, on a socket bound before it starts (so the port is known at once)."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.bind((HOST, 0))
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
