@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -200,10 +200,18 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
         ThreadPoolExecutor(_THREADS) as pool,
     ):
         url = base + _URL_PATH
-        for name, run in (
-            ("loopback, sequential", lambda s: _sequential_rate(s, url, n)),
-            (f"loopback, {_THREADS} threads", lambda s: _threaded_rate(s, url, n, pool)),
-        ):
+
+        def sequential(session: requests.Session) -> float:
+            return _sequential_rate(session, url, n)
+
+        def threaded(session: requests.Session) -> float:
+            return _threaded_rate(session, url, n, pool)
+
+        runs: list[tuple[str, Callable[[requests.Session], float]]] = [
+            ("loopback, sequential", sequential),
+            (f"loopback, {_THREADS} threads", threaded),
+        ]
+        for name, run in runs:
             run(bare)
             run(ours)  # warm up: connections made, code paths hot
             bare_rates, our_rates = [], []

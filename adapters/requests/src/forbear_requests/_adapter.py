@@ -191,16 +191,9 @@ class RetryAdapter(HTTPAdapter):
                 response.close()
                 raise
             if decision.action in _FINAL:
-                if stream:
+                if stream or _read_body(call, response):
                     return response
-                try:
-                    response.content  # noqa: B018 - read here, so a cut-short body is judged
-                except requests.RequestException as exc:
-                    response.close()
-                    if not _retry_after_error(call, exc):
-                        raise
-                    continue
-                return response
+                continue
             _release(response)
             _act(call, decision)
 
@@ -236,6 +229,21 @@ def _retry_after_error(call: RetryCall, exc: requests.RequestException) -> bool:
         _annotate(exc, call)
         return False
     _act(call, decision)
+    return True
+
+
+def _read_body(call: RetryCall, response: Response) -> bool:
+    """Read the final response's body; False (after sleeping) when it failed and is retried."""
+    try:
+        response.content  # noqa: B018 - read here, so a body cut short is judged like any failure
+    except requests.RequestException as exc:
+        response.close()
+        if not _retry_after_error(call, exc):
+            raise
+        return False
+    except BaseException:
+        response.close()
+        raise
     return True
 
 
