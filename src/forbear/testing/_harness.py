@@ -335,6 +335,8 @@ def _check(
     wanted = expect.arrivals
     in_range = count in wanted if isinstance(wanted, range) else count == wanted
     assert in_range, f"{where}: {count} arrival(s), expected {wanted}; {details}"
+    if not isinstance(arrivals, int):
+        _check_arrivals(scenario, ctx, arrivals, where)
     assert env.exchanges == expect.exchanges, (
         f"{where}: {env.exchanges} token exchange(s), expected {expect.exchanges}"
     )
@@ -349,8 +351,6 @@ def _check(
         assert elapsed <= (scenario.cancel_after or 0.0) + PROMPT, (
             f"{where}: the cancellation took {elapsed:.3f}s to end the request"
         )
-    if not isinstance(arrivals, int):
-        _check_arrivals(scenario, ctx, arrivals, where)
 
 
 def _check_result(where: str, *, expect_status: int | None, result: Result, details: str) -> None:
