@@ -13,6 +13,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
 import anyio
@@ -125,7 +126,7 @@ class TokenSource:
     def _run_sync(self) -> str | BaseException:
         if self._is_async:
             try:
-                return anyio.run(self._call_async_exchange)
+                return anyio.run(self._bounded_async_exchange)
             except BaseException as exc:
                 return exc
         # Run it on a helper thread so a hung exchange cannot hang this one past the timeout.
@@ -140,8 +141,9 @@ class TokenSource:
         threading.Thread(target=work, name="forbear-token-exchange", daemon=True).start()
         try:
             return future.result(timeout=self.timeout)
-        except TimeoutError as exc:
-            return exc
+        except (TimeoutError, FutureTimeoutError):
+            # (Distinct classes before Python 3.11.)
+            return TimeoutError()
         except BaseException as exc:
             return exc
 
@@ -186,6 +188,10 @@ class TokenSource:
         if not isinstance(value, str):
             raise TypeError("a sync exchange returned a non-string")
         return value
+
+    async def _bounded_async_exchange(self) -> str:
+        with anyio.fail_after(self.timeout):
+            return await self._call_async_exchange()
 
     async def _call_async_exchange(self) -> str:
         value = self._exchange()
