@@ -54,11 +54,11 @@ def test_first_answer_is_what_the_scenario_claims(
             assert len(outcome.content) == reply.body_size
         else:
             assert outcome.content == reply.body
-    (arrival,) = conformance_env.server.arrivals(scenario.path)
-    assert arrival.method == scenario.method
-    assert arrival.body == (scenario.body or b"")
+    (served,) = conformance_env.server.arrivals(scenario.path)
+    assert served.method == scenario.method
+    assert served.body == (scenario.body or b"")
     for name, value in scenario.headers:
-        assert arrival.header(name) == value
+        assert served.header(name) == value
 
 
 def test_a_stale_token_then_the_exchanged_one(conformance_env: ScenarioEnv) -> None:

@@ -33,6 +33,11 @@ _KINDS: tuple[tuple[type[httpx.TransportError], ErrorKind], ...] = (
 _FINAL = (Action.RETURN, Action.GIVE_UP)
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, on Python 3.10 too."""
+    exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
 def kind_of(exc: httpx.TransportError) -> ErrorKind:
     return next((kind for cls, kind in _KINDS if isinstance(exc, cls)), ErrorKind.PROTOCOL)
 
@@ -75,7 +80,7 @@ class ReferenceDriver:
             except httpx.TransportError as exc:
                 decision = call.on_error(kind_of(exc))
                 if decision.action in _FINAL:
-                    exc.add_note(call.note())
+                    add_note(exc, call.note())
                     return Result.failure(exc, kind_of(exc))
                 time.sleep(decision.wait)
                 continue
@@ -116,7 +121,7 @@ class AsyncReferenceDriver:
             except httpx.TransportError as exc:
                 decision = call.on_error(kind_of(exc))
                 if decision.action in _FINAL:
-                    exc.add_note(call.note())
+                    add_note(exc, call.note())
                     return Result.failure(exc, kind_of(exc))
                 await anyio.sleep(decision.wait)
                 continue
@@ -177,7 +182,7 @@ class NaiveDriver:
                 except httpx.TransportError as exc:
                     if attempt == self.attempts:
                         if self.note:
-                            exc.add_note("forbear: naive")
+                            add_note(exc, "forbear: naive")
                         return [Result.failure(exc, kind_of(exc))]
                     continue
                 if response.status_code < 400 or attempt == self.attempts:
