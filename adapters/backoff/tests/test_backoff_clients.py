@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from conftest import Client
+from backoff_harness import Client
 from forbear import parse_http_date
 from forbear.testing import FaultServer, Reply
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import forbear_backoff
 import pytest
-from conftest import FAST
+from backoff_harness import FAST
 from forbear import Action, Event, Policy, Retrier, TokenSource
 from forbear.testing import FaultServer, Reply
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import forbear_backoff
 import pytest
-from conftest import FAST
+from backoff_harness import FAST
 from forbear import Policy
 from forbear.testing import FaultServer, Reply
 

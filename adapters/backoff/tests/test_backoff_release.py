@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import forbear_backoff
-from conftest import FAST
+from backoff_harness import FAST
 from forbear.testing import FaultServer, Reply
 
 import aiohttp

@@ -12,7 +12,7 @@ import dataclasses
 
 import forbear_backoff
 import pytest
-from conftest import FAST, Client
+from backoff_harness import FAST, Client
 from forbear.testing import RawFaults, RawMode
 
 import aiohttp
