@@ -178,6 +178,10 @@ class HostGate:
         if now - entry.last_429 > self._calm_after and now - entry.last_delayed > self._calm_after:
             entry.paced = False  # calm for a while: back to the free path
             return start - now
+        if not entry.measured:
+            # A first guess grows on a schedule: a crowd reserving at once follows it, slot by
+            # slot, rather than keeping the guess (1/s with no successes seen) for all of them.
+            self._probe(entry, max(start, entry.next_free))
         interval = 1.0 / entry.rate
         # At most `burst` tokens bank up while idle, so a wait never ends in a stampede.
         earliest = max(entry.next_free, start - (self._burst - 1) * interval)

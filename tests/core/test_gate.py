@@ -152,7 +152,8 @@ def test_first_guess_after_a_long_happy_path_still_reflects_recent_successes() -
 
 
 def test_paced_sends_are_spaced_one_interval_apart() -> None:
-    """Once paced, sends reserved at the same instant go one interval (1 / rate) apart."""
+    """Sends reserved at once go one interval apart at the rate of their slot: a first guess
+    gives the first gap, and the guess's doubling schedule only shortens the later ones."""
     gate, _ = gate_at(burst=1)
     now = successes(gate, 0.0, 0.5, per_second=200)
     gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=now)
@@ -161,7 +162,22 @@ def test_paced_sends_are_spaced_one_interval_apart() -> None:
     slots = reservations(gate, 10, now=now)
     gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
     assert slots[0] == now
-    assert gaps == pytest.approx([1.0 / rate] * 9, rel=1e-6)
+    assert gaps[0] == pytest.approx(1.0 / rate, rel=1e-6)
+    for at, gap in zip(slots, gaps, strict=False):
+        assert gap == pytest.approx(1.0 / (rate * 2.0 ** ((at - now) / 0.5)), rel=1e-6)
+
+
+def test_a_crowd_under_a_first_guess_follows_its_doubling_schedule() -> None:
+    """2,000 sends reserved at once after a 429 with no success seen (a guess of 1/s) are spread
+    over the guess's doubling schedule, seconds, not the 2,000 s the guess alone would take."""
+    gate, _ = gate_at(burst=2)
+    gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=0.0)
+    assert gate.rate(ORIGIN) == 1.0
+    slots = reservations(gate, 2000, now=1.0)
+    assert slots[:2] == [1.0, 1.0]
+    assert all(later > earlier for earlier, later in itertools.pairwise(slots[1:]))
+    assert sum(1 for at in slots if at < 2.0) <= 12
+    assert slots[-1] < 10.0
 
 
 def test_run_of_429s_measures_the_server_rate_and_holds_at_095() -> None:
@@ -234,7 +250,9 @@ def test_after_a_wait_at_most_burst_sends_go_at_once(burst: int) -> None:
     assert rate is not None
     slots = reservations(gate, burst + 5, now=0.5)
     assert slots[:burst] == [10.0] * burst
-    assert slots[burst:] == pytest.approx([10.0 + k / rate for k in range(1, 6)])
+    assert slots[burst] == pytest.approx(10.0 + 1.0 / rate)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots[burst - 1 :])]
+    assert all(0.0 < later <= earlier for earlier, later in itertools.pairwise(gaps))
 
 
 def test_idle_paced_origin_banks_at_most_burst_tokens() -> None:
@@ -479,7 +497,8 @@ def test_concurrent_reservations_never_share_a_slot() -> None:
     assert len(slots) == 400
     assert slots[0] == 0.0
     gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
-    assert min(gaps) == pytest.approx(1.0 / rate)
+    assert min(gaps) > 0.0
+    assert max(gaps) == pytest.approx(1.0 / rate)
 
 
 # -- the simulated crawl -----------------------------------------------------------------------
