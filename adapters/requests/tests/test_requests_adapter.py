@@ -317,6 +317,65 @@ def test_read_timeout_get_is_retried(raw_faults: RawFaults) -> None:
     assert "#5 read_timeout: give-up" in notes(caught.value)[0]
 
 
+class StallingServer:
+    """A loopback listener that answers headers and two body bytes of ten, then stalls."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._open.append(conn)
+            self.connections += 1
+            conn.settimeout(2.0)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._open:
+            conn.close()
+        self._listener.close()
+
+
+@pytest.fixture
+def stalling_server() -> Iterator[StallingServer]:
+    """A `StallingServer`, closed after the test."""
+    server = StallingServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_read_timeout_mid_body_is_a_read_timeout(stalling_server: StallingServer) -> None:
+    """A body that stalls past the read timeout is judged read_timeout: a GET is retried."""
+    with session() as http, pytest.raises(requests.ConnectionError) as caught:
+        http.get(stalling_server.url + "/stall", timeout=0.05)
+    assert error_kind(caught.value) is ErrorKind.READ_TIMEOUT
+    assert stalling_server.connections == 5
+    assert "#5 read_timeout: give-up (attempts-exhausted)" in notes(caught.value)[0]
+
+
 def test_reset_after_post_is_not_retried(raw_faults: RawFaults) -> None:
     """A reset after the POST was sent may mean it was acted on: one send, error raised."""
     raw_faults.mode = RawMode.RESET_AFTER_REQUEST
@@ -405,6 +464,18 @@ def test_token_goes_only_to_its_origin(fault_server: FaultServer) -> None:
         assert http.get(fault_server.url + "/here").status_code == 200
     assert fault_server.arrivals("/elsewhere")[0].header("authorization") is None
     assert fault_server.arrivals("/here")[0].header("authorization") == "Bearer secret-token"
+
+
+def test_redirect_to_another_origin_drops_the_token(fault_server: FaultServer) -> None:
+    """A 307 to another origin is followed without the token; the first hop carried it."""
+    other = fault_server.url.replace("127.0.0.1", "localhost")
+    fault_server.script("/moved", [Reply(307, headers={"Location": other + "/landing"})])
+    token = TokenSource(lambda: "fresh", origins=[fault_server.url], token="secret-token")
+    with session(token=token) as http:
+        response = http.get(fault_server.url + "/moved")
+    assert response.status_code == 200
+    assert fault_server.arrivals("/moved")[0].header("authorization") == "Bearer secret-token"
+    assert fault_server.arrivals("/landing")[0].header("authorization") is None
 
 
 def test_failing_exchange_propagates_without_retrying(fault_server: FaultServer) -> None:

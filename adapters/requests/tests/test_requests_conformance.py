@@ -2,13 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 
 import pytest
 from forbear.testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, run_scenario
 from forbear_requests import RetryAdapter, error_kind
 
 import requests
+
+#: Cancellation interrupts the main thread with a signal, as Ctrl-C would (POSIX only).
+CAN_CANCEL = hasattr(signal, "pthread_kill") and hasattr(signal, "SIGUSR1")
+
+
+class Cancelled(BaseException):
+    """Raised in the main thread when a cancellable request's time is up."""
+
+
+_armed = threading.Event()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if _armed.is_set():
+        raise Cancelled
+
+
+@contextlib.contextmanager
+def cancelled_after(seconds: float) -> Iterator[None]:
+    """Raise `Cancelled` in this (the main) thread after ``seconds``, wherever it is."""
+    signal.signal(signal.SIGUSR1, _on_signal)  # left installed: it ignores unarmed signals
+    target = threading.get_ident()
+    lock = threading.Lock()
+    done = False
+
+    def fire() -> None:
+        with lock:
+            if not done:
+                signal.pthread_kill(target, signal.SIGUSR1)
+
+    timer = threading.Timer(seconds, fire)
+    _armed.set()
+    timer.start()
+    try:
+        yield
+    finally:
+        _armed.clear()
+        with lock:
+            done = True
+        timer.cancel()
+        timer.join()
 
 
 def _failure(exc: requests.RequestException) -> Result:
@@ -22,6 +67,7 @@ class SessionDriver:
     """A `requests.Session` with `RetryAdapter` mounted on ``http://``, one per scenario."""
 
     name = "requests"
+    supports_cancel = CAN_CANCEL
 
     def send(self, ctx: SendContext) -> Sequence[Result]:
         adapter = RetryAdapter(
@@ -48,7 +94,17 @@ class SessionDriver:
                     return _failure(exc)
                 return Result.response(response.status_code, response.content)
 
+            if ctx.cancel_after is not None:
+                return [_cancellable(send_one, ctx.cancel_after)]
             return ctx.gather(send_one)
+
+
+def _cancellable(send_one: Callable[[], Result], seconds: float) -> Result:
+    try:
+        with cancelled_after(seconds):
+            return send_one()
+    except Cancelled:
+        return Result.cancellation()
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
