@@ -552,6 +552,7 @@ def test_32_threads_share_one_adapter_as_if_separate(fault_server: FaultServer) 
     for n in range(32):
         fault_server.script(f"/worker/{n}", [Reply(503), Reply(502)])
     with session(idempotency_keys=True, pool_maxsize=32) as http:
+        attributes = dict(vars(adapter_of(http)))
 
         def work(n: int) -> tuple[int, bytes]:
             body = io.BytesIO(f"prefix|worker {n}".encode())
@@ -561,6 +562,7 @@ def test_32_threads_share_one_adapter_as_if_separate(fault_server: FaultServer) 
 
         with ThreadPoolExecutor(32) as pool:
             results = list(pool.map(work, range(32)))
+        assert dict(vars(adapter_of(http))) == attributes  # no per-request state on the adapter
     assert results == [(200, b"ok")] * 32
     keys = set()
     for n in range(32):

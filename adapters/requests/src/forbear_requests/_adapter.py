@@ -76,7 +76,8 @@ class RetryAdapter(HTTPAdapter):
     ``pool_maxsize`` and ``pool_block`` are `HTTPAdapter`'s; its ``max_retries`` is fixed at
     ``Retry(0, read=False)`` so urllib3 never retries underneath forbear.
 
-    One adapter may serve any number of threads: it keeps no per-request state.
+    One adapter may serve any number of threads: it keeps no per-request state. ``retrier``
+    is the `forbear.Retrier` it runs its loop around (policy, gate, budget, token source).
     """
 
     #: What `HTTPAdapter.__getstate__` pickles: its own settings and forbear's `_Config`.
