@@ -181,6 +181,21 @@ def test_issue_token_expires_the_previous_one_unless_told_not_to(
     assert fault_server.tokens_issued == 3
 
 
+def test_token_endpoint_issues_over_http(fault_server: FaultServer, client: httpx.Client) -> None:
+    """A token endpoint hands out valid tokens as JSON and can be scripted to fail."""
+    fault_server.require_token("/secure")
+    fault_server.token_endpoint("/token")
+    fault_server.script("/token", [Reply(503)])
+    assert client.post("/token").status_code == 503
+    issued = client.post("/token").json()
+    assert issued["token_type"] == "Bearer"
+    headers = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert client.get("/secure", headers=headers).status_code == 200
+    client.post("/token")
+    assert client.get("/secure", headers=headers).status_code == 401
+    assert fault_server.tokens_issued == 2
+
+
 def test_script_comes_before_the_token_check(
     fault_server: FaultServer, client: httpx.Client
 ) -> None:

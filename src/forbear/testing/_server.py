@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import secrets
 import threading
@@ -148,8 +149,9 @@ class FaultServer(Service):
     """A server that answers what the test scripted, path by path, and records every arrival.
 
     For a request, the first of these that applies answers it: the path's scripted replies
-    (`script`), its permanent reply (`always`), a rate limit (`limit`), a token requirement
-    (`require_token`); otherwise `DEFAULT_REPLY` (200 ``ok``).
+    (`script`), its permanent reply (`always`), a rate limit (`limit`), a token endpoint
+    (`token_endpoint`), a token requirement (`require_token`); otherwise `DEFAULT_REPLY`
+    (200 ``ok``).
     """
 
     def __init__(self) -> None:
@@ -158,6 +160,7 @@ class FaultServer(Service):
         self._always: dict[str, Reply] = {}
         self._limits: list[_Rule] = []
         self._token_rules: list[_Rule] = []
+        self._token_endpoints: set[str] = set()
         self._tokens: set[str] = set()
         self._tokens_issued = 0
         super().__init__()
@@ -175,6 +178,7 @@ class FaultServer(Service):
             self._always.clear()
             self._limits.clear()
             self._token_rules.clear()
+            self._token_endpoints.clear()
             self._tokens.clear()
             self._tokens_issued = 0
 
@@ -214,14 +218,26 @@ class FaultServer(Service):
         with self._lock:
             self._token_rules.append(_Rule(path, prefix))
 
+    def token_endpoint(self, path: str = "/token") -> None:
+        """``path`` issues a token to any request, as JSON: ``{"access_token": ..., ...}``.
+
+        It counts in `tokens_issued` and expires older tokens. Script the path to make the
+        exchange itself fail (a 503, a slow answer).
+        """
+        with self._lock:
+            self._token_endpoints.add(path)
+
     def issue_token(self, *, expire_previous: bool = True) -> str:
         """A new valid token (counted in `tokens_issued`); older ones expire unless told not to."""
-        token = secrets.token_urlsafe(16)
         with self._lock:
-            if expire_previous:
-                self._tokens.clear()
-            self._tokens.add(token)
-            self._tokens_issued += 1
+            return self._issue(expire_previous)
+
+    def _issue(self, expire_previous: bool) -> str:
+        token = secrets.token_urlsafe(16)
+        if expire_previous:
+            self._tokens.clear()
+        self._tokens.add(token)
+        self._tokens_issued += 1
         return token
 
     def expire_tokens(self) -> None:
@@ -254,6 +270,13 @@ class FaultServer(Service):
                     wait = rule.bucket.take(now)
                     if wait > 0:
                         return Reply(429, retry_after=retry_after_seconds(wait), body=b"slow down")
+            if path in self._token_endpoints:
+                body = {"access_token": self._issue(True), "token_type": "Bearer"}
+                return Reply(
+                    200,
+                    headers={"Content-Type": "application/json"},
+                    body=json.dumps(body).encode(),
+                )
             if any(rule.matches(path) for rule in self._token_rules) and not self._valid(
                 authorization
             ):
