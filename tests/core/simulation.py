@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from forbear import Action, HostGate, Policy, Retrier, RetryBudget
@@ -106,15 +107,15 @@ def crawl(
         rng=random.Random(rng.random()),
     )
     url = "http://limited.test/item"
-    events: list[tuple[float, int, object]] = []
+    events: list[tuple[float, int, Iterator[float]]] = []
     order = itertools.count()
     pending = iter(range(requests))
     succeeded = lost = early = 0
 
-    def schedule(at: float, step: object) -> None:
+    def schedule(at: float, step: Iterator[float]) -> None:
         heapq.heappush(events, (at, next(order), step))
 
-    def worker():  # a generator per client: yields the time it wants to resume at
+    def worker() -> Iterator[float]:  # one per client: yields the time to resume at
         nonlocal succeeded, lost, early
         for _ in pending:
             call = retrier.begin("GET", url, {})
@@ -142,7 +143,7 @@ def crawl(
         at, _, step = heapq.heappop(events)
         clock.now = max(clock.now, at)
         try:
-            resume = next(step)  # type: ignore[call-overload]
+            resume = next(step)
         except StopIteration:
             continue
         schedule(resume, step)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 
 import pytest
 
@@ -46,7 +47,7 @@ def retrier(**options: object) -> Retrier:
     return Retrier(**options)  # type: ignore[arg-type]
 
 
-def drive(call: RetryCall, answers: list[int | str]) -> list[Decision]:
+def drive(call: RetryCall, answers: Sequence[int | str]) -> list[Decision]:
     """Play the adapter loop over scripted answers (a status, or an error kind) until it ends."""
     decisions: list[Decision] = []
     for answer in answers:

@@ -310,8 +310,8 @@ def test_no_secret_reaches_logs_events_notes_or_exceptions(
         texts += [decision.describe() for decision in call.history]
     for retrier_ in (retrier, broke, failing):
         texts += [repr(retrier_), repr(retrier_.token), repr(retrier_.gate), repr(retrier_.budget)]
-    for error in errors:
-        texts += [str(error), repr(error), "".join(traceback.format_exception(error))]
+    for raised in errors:
+        texts += [str(raised), repr(raised), "".join(traceback.format_exception(raised))]
 
     # The run was not vacuous: every decision was logged and seen, with the URL cleaned.
     decisions = sum(len(call.history) for call in calls)
