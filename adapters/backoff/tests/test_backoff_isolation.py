@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import forbear_backoff
 from backoff_harness import FAST
@@ -58,6 +59,29 @@ def test_concurrent_tasks_keep_separate_histories(fault_server: FaultServer) -> 
     assert asyncio.run(main()) == [200] * 5 + [503]
     for n, path in enumerate(PATHS):
         assert len(fault_server.arrivals(path)) == min(n + 1, 5)
+
+
+def test_nested_decorated_calls_keep_separate_histories(fault_server: FaultServer) -> None:
+    """A decorated function calling another: each judges only its own attempts."""
+    fault_server.script("/inner", [Reply(503), Reply(200)])
+    fault_server.script("/outer", [Reply(503), Reply(200)])
+    outer_decisions: list[Any] = []
+
+    with httpx.Client() as client:
+
+        @forbear_backoff.on_response(FAST)
+        def inner() -> httpx.Response:
+            return client.get(fault_server.url + "/inner")
+
+        @forbear_backoff.on_response(FAST, on_backoff=lambda d: outer_decisions.append(d))
+        def outer() -> httpx.Response:
+            assert inner().status_code == 200
+            return client.get(fault_server.url + "/outer")
+
+        assert outer().status_code == 200
+    assert [a.status for a in fault_server.arrivals("/inner")] == [503, 200, 200]
+    assert [a.status for a in fault_server.arrivals("/outer")] == [503, 200]
+    assert [(d["decision"].attempt, d["decision"].status) for d in outer_decisions] == [(1, 503)]
 
 
 def test_no_client_library_is_imported() -> None:

@@ -1,17 +1,18 @@
 """`on_response` and `on_exception`: backoff's decorators with forbear deciding.
 
-Each call of a decorated function is one logical request with its own `CallState`, and gets
-its own backoff retry loop bound to that state: backoff's predicate or ``giveup``, its wait
-generator and its handlers all read the one decision the core made for each attempt. backoff
-runs the loop, sleeps and calls the handlers; forbear says whether and how long. backoff's
-jitter is always off: the wait is the core's (a ``Retry-After`` is a floor, never shortened).
+Each call of a decorated function is one logical request with its own `CallState`: backoff's
+predicate or ``giveup``, its wait generator and its handlers all read the one decision the
+core made for each attempt of that call. backoff runs the loop, sleeps and calls the
+handlers; forbear says whether and how long. backoff's jitter is always off: the wait is the
+core's (a ``Retry-After`` is a floor, never shortened).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
+from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from forbear import Policy, Retrier
@@ -60,13 +61,10 @@ def on_response(
     fallback = checked_method(method)
 
     def decorate(fn: F) -> F:
-        def loop(state: CallState, is_async: bool) -> Callable[..., Any]:
-            handlers = _handlers(state, options, is_async=is_async, raises=False)
-            return backoff.on_predicate(state.waits, state.retry_response, jitter=None, **handlers)(
-                fn
-            )
-
-        return _wrap(fn, shared, policy, fallback, loop)
+        is_async = inspect.iscoroutinefunction(fn)
+        handlers = _handlers(options, is_async=is_async, raises=False)
+        loop = backoff.on_predicate(_waits, _retry_response, jitter=None, **handlers)(fn)
+        return _per_call(fn, loop, shared, policy, fallback)
 
     return decorate
 
@@ -93,51 +91,82 @@ def on_exception(
     fallback = checked_method(method)
 
     def decorate(fn: F) -> F:
-        def loop(state: CallState, is_async: bool) -> Callable[..., Any]:
-            handlers = _handlers(state, options, is_async=is_async, raises=True)
-            return backoff.on_exception(
-                state.waits, exception_types, giveup=state.giveup, jitter=None, **handlers
-            )(fn)
-
-        return _wrap(fn, shared, policy, fallback, loop)
+        is_async = inspect.iscoroutinefunction(fn)
+        handlers = _handlers(options, is_async=is_async, raises=True)
+        loop = backoff.on_exception(
+            _waits, exception_types, giveup=_giveup, jitter=None, **handlers
+        )(fn)
+        return _per_call(fn, loop, shared, policy, fallback)
 
     return decorate
 
 
-def _wrap(
-    fn: F,
-    retrier: Retrier,
-    policy: Policy | None,
-    method: str,
-    loop: Callable[[CallState, bool], Callable[..., Any]],
+# backoff's loop is built once per decorated function; what it calls finds the state of the
+# call it runs for here. Each call sets it and resets it on the way out, so threads, tasks and
+# nested decorated calls each see their own.
+_CURRENT: ContextVar[CallState] = ContextVar("forbear_backoff_call")
+
+
+def _per_call(
+    fn: F, loop: Callable[..., Any], retrier: Retrier, policy: Policy | None, method: str
 ) -> F:
-    """``fn`` with a fresh `CallState` and backoff loop for every call."""
+    """``fn`` running ``loop`` with a fresh `CallState` for every call."""
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def retried_async(*args: Any, **kwargs: Any) -> Any:
-            return await loop(CallState(retrier, policy, method), True)(*args, **kwargs)
+            token = _CURRENT.set(CallState(retrier, policy, method))
+            try:
+                return await loop(*args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
 
         return cast(F, retried_async)
 
     @functools.wraps(fn)
     def retried(*args: Any, **kwargs: Any) -> Any:
-        return loop(CallState(retrier, policy, method), False)(*args, **kwargs)
+        token = _CURRENT.set(CallState(retrier, policy, method))
+        try:
+            return loop(*args, **kwargs)
+        finally:
+            _CURRENT.reset(token)
 
     return cast(F, retried)
 
 
-def _handlers(
-    state: CallState, options: dict[str, Any], *, is_async: bool, raises: bool
-) -> dict[str, Any]:
-    """backoff's options for one call: the user's handlers between forbear's own."""
-    release = state.arelease_discarded if is_async else state.release_discarded
-    success_decision = state.show_no_decision if raises else state.show_decision
+def _retry_response(value: Any) -> bool:
+    return _CURRENT.get().retry_response(value)
+
+
+def _giveup(exc: BaseException) -> bool:
+    return _CURRENT.get().giveup(exc)
+
+
+def _waits() -> Generator[float, Any, None]:
+    return _CURRENT.get().waits()
+
+
+def _show_decision(details: Any) -> None:
+    _CURRENT.get().show_decision(details)
+
+
+def _release(details: Any) -> None:
+    _CURRENT.get().release_discarded(details)
+
+
+async def _arelease(details: Any) -> None:
+    await _CURRENT.get().arelease_discarded(details)
+
+
+def _handlers(options: dict[str, Any], *, is_async: bool, raises: bool) -> dict[str, Any]:
+    """backoff's options: the user's handlers between forbear's own."""
     handlers = dict(options)
+    success_decision = CallState.show_no_decision if raises else _show_decision
     handlers["on_success"] = [success_decision, *options["on_success"]]
     # The discarded response is released last, so the user's handlers can still read it.
-    handlers["on_backoff"] = [state.show_decision, *options["on_backoff"], release]
-    handlers["on_giveup"] = [state.show_decision, *options["on_giveup"]]
+    release = _arelease if is_async else _release
+    handlers["on_backoff"] = [_show_decision, *options["on_backoff"], release]
+    handlers["on_giveup"] = [_show_decision, *options["on_giveup"]]
     return handlers
 
 
