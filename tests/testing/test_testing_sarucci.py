@@ -204,12 +204,15 @@ def test_tokens_expire_after_n_uses(client: httpx.Client, sarucci_api: SarucciAP
 
 def test_tokens_expire_after_t_seconds(client: httpx.Client, sarucci_api: SarucciAPI) -> None:
     """With token_ttl the exchange says so in expires_in and the token lapses then."""
-    sarucci_api.inject(Faults(token_ttl=0.05))
+    sarucci_api.inject(Faults(token_ttl=2.0))
     body = client.post("/v1/auth/token", json=sarucci_api.partner.form()).json()
-    assert body["expires_in"] == 0
+    assert body["expires_in"] == 2
     headers = {"Authorization": f"Bearer {body['access_token']}"}
     assert client.get(f"{PARTNER}/cmp_demo", headers=headers).status_code == 200
-    time.sleep(0.06)
+    sarucci_api.inject(Faults(token_ttl=0.2))
+    body = client.post("/v1/auth/token", json=sarucci_api.partner.form()).json()
+    headers = {"Authorization": f"Bearer {body['access_token']}"}
+    time.sleep(0.25)
     nested(client.get(f"{PARTNER}/cmp_demo", headers=headers), 401, "invalid_credentials")
 
 
