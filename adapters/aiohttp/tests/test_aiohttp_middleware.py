@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -301,6 +302,25 @@ async def test_async_generator_body_is_sent_once(fault_server: FaultServer) -> N
     ):
         assert response.status == 503
     assert [a.body for a in fault_server.arrivals("/gen")] == [b"chunk" * 3]
+    assert [e.reason for e in events] == ["body-not-replayable"]
+
+
+async def test_pipe_body_found_one_shot_while_sent_is_not_resent(
+    fault_server: FaultServer,
+) -> None:
+    """A file that cannot seek back (a pipe) is found one-shot when sent: its answer is kept."""
+    fault_server.script("/pipe", [Reply(503)])
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"piped body")
+    os.close(write_end)
+    events: list[Event] = []
+    with os.fdopen(read_end, "rb") as pipe:
+        async with (
+            session(on_event=events.append) as http,
+            http.put(fault_server.url + "/pipe", data=pipe) as response,
+        ):
+            assert response.status == 503
+    assert [a.body for a in fault_server.arrivals("/pipe")] == [b"piped body"]
     assert [e.reason for e in events] == ["body-not-replayable"]
 
 

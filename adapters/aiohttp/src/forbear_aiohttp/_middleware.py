@@ -166,7 +166,8 @@ class RetryMiddleware:
                 kind = error_kind(exc, sent=request.response is not before)
                 if kind is None:
                     raise
-                _note_consumed(call, payload)
+                if payload is not None:
+                    _note_consumed(call, payload)
                 decision = call.on_error(kind)
                 if decision.action is not Action.RETRY:
                     _add_note(exc, call.note())
@@ -174,7 +175,8 @@ class RetryMiddleware:
                         _GAVE_UP.set((exc, _timer_of(request), self))
                     raise
             else:
-                _note_consumed(call, payload)
+                if payload is not None:
+                    _note_consumed(call, payload)
                 decision = call.on_response(response.status, response.headers)
                 action = decision.action
                 if action is Action.RETURN or action is Action.GIVE_UP:
@@ -234,10 +236,10 @@ def _one_shot(payload: aiohttp.Payload) -> bool:
     return False
 
 
-def _note_consumed(call: RetryCall, payload: aiohttp.Payload | None) -> None:
+def _note_consumed(call: RetryCall, payload: aiohttp.Payload) -> None:
     # A payload that turned out one-shot while being written (a file that cannot seek back)
     # cannot be re-sent: tell the core before it judges the attempt.
-    if payload is not None and call.state.replayable and payload.consumed:
+    if call.state.replayable and payload.consumed:
         call.state = replace(call.state, replayable=False)
 
 

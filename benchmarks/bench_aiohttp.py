@@ -1,0 +1,259 @@
+"""What `forbear_aiohttp.RetryMiddleware` costs on the happy path, measured two ways.
+
+1. In-process: microseconds added per request over a zero-latency inner handler (a stub
+   returning a ready ``ClientResponse`` with status 200), calling ``middleware(request,
+   handler)`` directly against ``handler(request)``, so the session's own cost does not drown
+   the figure. Median over many interleaved rounds.
+2. End-to-end: requests per second through a bare ``aiohttp.ClientSession`` and one with
+   ``middlewares=[RetryMiddleware()]`` against a minimal uvicorn app on 127.0.0.1 (in a
+   subprocess, so the server does not share the client's GIL): sequential, and 32 concurrent
+   requests. Bare and forbear sessions alternate round by round; the table gives medians and
+   the spread (interquartile range) of the per-round slowdown.
+
+Run ``python -m benchmarks.bench_aiohttp`` from the repository root (``--smoke`` for a tiny run
+that only checks numbers come out, ``--json PATH`` to keep the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+from aiohttp import ClientRequest, ClientResponse
+from forbear_aiohttp import RetryMiddleware
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+_URL_PATH = "/items?page=1"
+
+_SERVER = """
+import sys, uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
+            access_log=False, lifespan="off")
+"""
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    name: str
+    bare: float
+    forbear: float
+    unit: str
+    #: forbear's extra cost: microseconds (in-process) or percent slower (end-to-end).
+    overhead: float
+    spread: tuple[float, float]
+
+
+# -- 1. in-process ---------------------------------------------------------------------------
+
+
+def _ready_response(request: ClientRequest, loop: asyncio.AbstractEventLoop) -> ClientResponse:
+    """A ``ClientResponse`` as the connector would hand it back: status 200, headers read."""
+    response = ClientResponse(
+        "GET",
+        request.url,
+        writer=None,
+        continue100=None,
+        timer=None,  # type: ignore[arg-type]
+        request_info=request.request_info,
+        traces=[],
+        loop=loop,
+        session=None,  # type: ignore[arg-type]
+        stream_writer=SimpleNamespace(output_size=0),  # type: ignore[arg-type]
+    )
+    response.status = 200
+    response._headers = CIMultiDictProxy(
+        CIMultiDict({"Content-Type": "text/plain", "Content-Length": "2"})
+    )
+    return response
+
+
+async def _per_request(call: Any, request: ClientRequest, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        await call(request)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def micro(rounds: int, n: int) -> list[Row]:
+    """Microseconds per request, stub handler alone vs through `RetryMiddleware`."""
+
+    async def run() -> Row:
+        loop = asyncio.get_running_loop()
+        request = ClientRequest("GET", URL("http://127.0.0.1:8000" + _URL_PATH), loop=loop)
+        response = _ready_response(request, loop)
+
+        async def handler(_: ClientRequest) -> ClientResponse:
+            return response
+
+        middleware = RetryMiddleware()
+
+        async def through_forbear(req: ClientRequest) -> ClientResponse:
+            return await middleware(req, handler)
+
+        await _per_request(through_forbear, request, n)  # warm up
+        bare, ours, added = [], [], []
+        for index in range(rounds):
+            pair = (handler, through_forbear) if index % 2 == 0 else (through_forbear, handler)
+            figures = {call: await _per_request(call, request, n) for call in pair}
+            bare.append(figures[handler])
+            ours.append(figures[through_forbear])
+            added.append(figures[through_forbear] - figures[handler])
+        return Row(
+            "in-process middleware",
+            statistics.median(bare),
+            statistics.median(ours),
+            "µs/req",
+            statistics.median(added),
+            _iqr(added),
+        )
+
+    return [asyncio.run(run())]
+
+
+# -- 2. end-to-end ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _server() -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
+    try:
+        deadline = time.monotonic() + 20.0
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the benchmark server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def _rate(session: aiohttp.ClientSession, url: str, n: int, concurrency: int) -> float:
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            async with session.get(url) as response:
+                await response.read()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start)
+
+
+def _compare(name: str, bare: list[float], ours: list[float]) -> Row:
+    slower = [(b - f) / b * 100.0 for b, f in zip(bare, ours, strict=True)]
+    return Row(
+        name,
+        statistics.median(bare),
+        statistics.median(ours),
+        "req/s",
+        statistics.median(slower),
+        _iqr(slower),
+    )
+
+
+def end_to_end(rounds: int, n: int) -> list[Row]:
+    """Requests per second, bare session vs `RetryMiddleware`, alternating round by round."""
+
+    async def run(url: str, concurrency: int) -> tuple[list[float], list[float]]:
+        async with (
+            aiohttp.ClientSession() as bare,
+            aiohttp.ClientSession(middlewares=[RetryMiddleware()]) as ours,
+        ):
+            await _rate(bare, url, n // 4, concurrency)
+            await _rate(ours, url, n // 4, concurrency)
+            bare_rates: list[float] = []
+            our_rates: list[float] = []
+            for index in range(rounds):
+                # Alternate who goes first, so a drift in machine load favours neither.
+                for session in (bare, ours) if index % 2 == 0 else (ours, bare):
+                    rate = await _rate(session, url, n, concurrency)
+                    (bare_rates if session is bare else our_rates).append(rate)
+            return bare_rates, our_rates
+
+    with _server() as base:
+        url = base + _URL_PATH
+        return [
+            _compare("loopback, sequential", *asyncio.run(run(url, 1))),
+            _compare("loopback, 32 concurrent", *asyncio.run(run(url, 32))),
+        ]
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def _iqr(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0], values[0])
+    quartiles = statistics.quantiles(values, n=4)
+    return (quartiles[0], quartiles[2])
+
+
+def _table(rows: list[Row]) -> str:
+    lines = [
+        f"{'benchmark':32} {'bare':>10} {'forbear':>10} {'unit':>7}  overhead (IQR)",
+        "-" * 84,
+    ]
+    for row in rows:
+        low, high = row.spread
+        if row.unit == "µs/req":
+            overhead = f"+{row.overhead:.2f} µs/req ({low:.2f} .. {high:.2f})"
+            values = f"{row.bare:10.2f} {row.forbear:10.2f}"
+        else:
+            overhead = f"{row.overhead:+.1f} % slower ({low:+.1f} .. {high:+.1f})"
+            values = f"{row.bare:10.0f} {row.forbear:10.0f}"
+        lines.append(f"{row.name:32} {values} {row.unit:>7}  {overhead}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; check numbers appear")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        rows = micro(rounds=3, n=500) + end_to_end(rounds=2, n=50)
+    else:
+        rows = micro(rounds=31, n=20_000) + end_to_end(rounds=40, n=300)
+    print(_table(rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump([asdict(row) for row in rows], out, indent=2)
+    assert rows and all(row.bare > 0 and row.forbear > 0 for row in rows), "no figures measured"
+
+
+if __name__ == "__main__":
+    main()
