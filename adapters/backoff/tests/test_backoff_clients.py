@@ -125,3 +125,19 @@ def test_retry_after_longer_than_max_wait_gives_up_at_once(
     result = client.call(mode, "GET", fault_server.url + "/slow")
     assert client.status(result) == 429
     assert len(fault_server.arrivals("/slow")) == 1
+
+
+def test_a_status_not_retried_after_retries_carries_the_history(
+    client: Client, fault_server: FaultServer
+) -> None:
+    """A 503 then a 404: the 404 is raised at once, its note telling the whole story."""
+    fault_server.script("/gone", [Reply(503), Reply(404)])
+    result = client.call("on_exception", "GET", fault_server.url + "/gone")
+    assert client.status(result) == 404
+    assert [a.status for a in fault_server.arrivals("/gone")] == [503, 404]
+    (note,) = notes(result)
+    assert re.fullmatch(
+        r"forbear: GET made 2 send\(s\): #1 503: retry \(backoff\) after 0\.0[0-9]{2}s; "
+        r"#2 404: return \(not-retryable\)",
+        note,
+    )

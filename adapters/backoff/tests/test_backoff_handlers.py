@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import logging
 from typing import Any
 
 import forbear_backoff
@@ -220,6 +221,28 @@ def test_a_shared_retrier_emits_events_and_a_policy_overrides_its_own(
     ]
     assert {e.url for e in events} == {fault_server.url + "/down"}
     assert len(fault_server.arrivals("/down")) == 2
+
+
+def test_logs_carry_no_secrets(fault_server: FaultServer, caplog: pytest.LogCaptureFixture) -> None:
+    """forbear logs each decision, redacted; backoff's own log lines (quoting URLs) are off."""
+    fault_server.always("/down", Reply(503, headers={"Set-Cookie": "session=cookie-secret"}))
+    caplog.set_level(logging.DEBUG, logger="forbear")
+    caplog.set_level(logging.DEBUG, logger="backoff")
+
+    @forbear_backoff.on_exception(httpx.HTTPStatusError, dataclasses.replace(FAST, max_attempts=2))
+    def fetch(client: httpx.Client) -> httpx.Response:
+        return client.get(fault_server.url + "/down?api_key=key-secret").raise_for_status()
+
+    with httpx.Client() as client, pytest.raises(httpx.HTTPStatusError) as caught:
+        fetch(client)
+    assert "key-secret" in str(caught.value)  # httpx's own message; forbear adds nothing to it
+    assert "secret" not in "".join(caught.value.__notes__)
+    records = [r for r in caplog.records if r.name in ("forbear", "backoff")]
+    assert [(r.name, r.levelno) for r in records] == [
+        ("forbear", logging.INFO),
+        ("forbear", logging.DEBUG),
+    ]
+    assert all("secret" not in r.getMessage() for r in records)
 
 
 def test_a_value_that_is_not_a_response_is_returned_at_once() -> None:

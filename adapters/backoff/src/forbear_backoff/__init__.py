@@ -23,7 +23,7 @@ from ._clients import (
     HTTPX_ERROR_KINDS,
     REQUESTS_ERROR_KINDS,
     Attempt,
-    read,
+    read_attempt,
 )
 from ._decorators import on_exception, on_response
 from ._pieces import Pieces
@@ -37,7 +37,7 @@ __all__ = [
     "Pieces",
     "on_exception",
     "on_response",
-    "read",
+    "read_attempt",
 ]
 
 

@@ -28,7 +28,7 @@ __all__ = [
     "REQUESTS_ERROR_KINDS",
     "Attempt",
     "arelease",
-    "read",
+    "read_attempt",
     "read_exception",
     "read_response",
     "release",
@@ -112,7 +112,7 @@ class Attempt(NamedTuple):
     response: Any = None
 
 
-def read(value: object) -> Attempt | None:
+def read_attempt(value: object) -> Attempt | None:
     """The `Attempt` of a response or exception from httpx, requests or aiohttp, else None."""
     if isinstance(value, BaseException):
         return read_exception(value)

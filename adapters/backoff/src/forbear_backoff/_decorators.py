@@ -54,7 +54,8 @@ def on_response(
     decorated functions; by default each gets its own. ``backoff_options`` are backoff's
     handler and logging options: ``on_success``, ``on_backoff``, ``on_giveup``, ``logger``,
     ``backoff_log_level``, ``giveup_log_level``. Handlers find the core's `forbear.Decision`
-    in ``details["decision"]``.
+    in ``details["decision"]``. backoff's ``logger`` defaults to None here: forbear logs each
+    decision on the ``forbear`` logger, without the URL's query or any header value.
     """
     options = _check_options(backoff_options, allowed=_PASSED)
     shared = checked_retrier(policy, retrier)
@@ -185,6 +186,9 @@ def _check_options(options: dict[str, Any], *, allowed: frozenset[str]) -> dict[
             raise TypeError(f"forbear_backoff got an unexpected keyword argument {name!r}")
     for name in _HANDLERS:
         checked.setdefault(name, ())
+    # backoff's default log lines quote the response or exception (URLs with their query,
+    # aiohttp's headers): forbear logs each decision on its own, redacted, logger instead.
+    checked.setdefault("logger", None)
     return checked
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from forbear import Action, Policy, Retrier, RetryState, decide
 
 from ._call import CallState, checked_method, checked_retrier
-from ._clients import read, release
+from ._clients import read_attempt, release
 
 __all__ = ["Pieces"]
 
@@ -70,7 +70,7 @@ class Pieces:
         state = CallState(self._retrier, self._policy, self._method)
         value = yield 0.0  # backoff primes the generator with send(None)
         while True:
-            attempt = read(value)
+            attempt = read_attempt(value)
             if attempt is None:
                 return
             if state.judge(attempt).action is not Action.RETRY:
@@ -82,7 +82,7 @@ class Pieces:
 
     def retryable(self, value: object) -> bool:
         """backoff's predicate: True for a response (or exception) forbear would retry."""
-        attempt = read(value)
+        attempt = read_attempt(value)
         if attempt is None:
             return False
         headers = {} if attempt.request_headers is None else attempt.request_headers
