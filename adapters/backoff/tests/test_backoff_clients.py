@@ -46,7 +46,7 @@ def test_429_retry_after_http_date_is_waited_in_full(
     moment = parse_http_date(first.retry_after)
     assert moment is not None
     assert second.wall >= moment
-    assert second.wall - first.wall < 1.5 + 0.2 + 0.5  # the date, its jitter, and slack
+    assert second.wall - first.wall < 3.0  # the date (at most 1.5 s away), not some other wait
 
 
 def test_503_is_backed_off_and_capped_at_five_calls(

@@ -7,8 +7,10 @@ would hold a pooled connection. Tests run under ``-W error::ResourceWarning``.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import forbear_backoff
+import pytest
 from backoff_harness import FAST
 from forbear.testing import FaultServer, Reply
 
@@ -133,3 +135,28 @@ def test_pieces_wait_gen_closes_what_it_retries(fault_server: FaultServer) -> No
         last = fetch()
         assert [r.raw.closed for r in seen] == [True, True, False]
         last.close()
+
+
+def test_cancelling_the_wait_leaves_nothing_open(fault_server: FaultServer) -> None:
+    """A task cancelled while waiting out a Retry-After stops at once; the 429 was closed."""
+    fault_server.always("/limited", Reply(429, retry_after=30, body=b"slow down"))
+    seen: list[httpx.Response] = []
+
+    async def main() -> None:
+        async with httpx.AsyncClient() as client:
+
+            @forbear_backoff.on_response(FAST)
+            async def fetch() -> httpx.Response:
+                request = client.build_request("GET", fault_server.url + "/limited")
+                response = await client.send(request, stream=True)
+                seen.append(response)
+                return response
+
+            await asyncio.wait_for(fetch(), timeout=0.3)
+
+    started = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(main())
+    assert time.monotonic() - started < 5.0
+    assert [r.is_closed for r in seen] == [True]
+    assert len(fault_server.arrivals("/limited")) == 1
