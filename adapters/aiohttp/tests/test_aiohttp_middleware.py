@@ -463,6 +463,17 @@ async def test_waits_count_against_client_timeout_total(fault_server: FaultServe
     assert len(fault_server.arrivals("/wait")) == 1
 
 
+async def test_total_timeout_during_a_retry_carries_the_history(fault_server: FaultServer) -> None:
+    """``total`` running out inside a later attempt is re-raised with the attempts before it."""
+    fault_server.script("/late", [Reply(503), Reply(200, delay=5.0)])
+    async with session(timeout=aiohttp.ClientTimeout(total=0.5)) as http:
+        with pytest.raises(asyncio.TimeoutError) as caught:
+            await http.get(fault_server.url + "/late")
+    (note,) = notes(caught.value)
+    assert note.startswith("forbear: GET made 2 send(s): #1 503: retry (backoff)")
+    assert len(fault_server.arrivals("/late")) == 2
+
+
 async def test_policy_deadline_returns_the_last_answer_in_time(fault_server: FaultServer) -> None:
     """``Policy(deadline=...)`` bounds the whole call and hands back the last response."""
     fault_server.always("/wait", Reply(503, retry_after=1))

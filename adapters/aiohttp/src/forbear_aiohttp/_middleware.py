@@ -9,6 +9,7 @@ which status, error, method or body may be retried, and how long to wait, is the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections import deque
 from contextvars import ContextVar
@@ -165,6 +166,8 @@ class RetryMiddleware:
             except Exception as exc:
                 kind = error_kind(exc, sent=request.response is not before)
                 if kind is None:
+                    if call.history:  # not judged, but the attempts before it are worth telling
+                        _add_note(exc, call.note())
                     raise
                 if payload is not None:
                     _note_consumed(call, payload)
@@ -185,11 +188,10 @@ class RetryMiddleware:
                 # the whole body already arrived, in which case the connection is reused.
                 response.release()
                 if action is Action.REAUTH:
-                    await request.close()
+                    await _settle(request)
                     await self._reauth(call)
                     continue
-            # Let the cancelled body writer settle, so a file payload rewinds before the re-send.
-            await request.close()
+            await _settle(request)
             if decision.wait > 0.0:
                 await asyncio.sleep(decision.wait)
 
@@ -217,6 +219,13 @@ class RetryMiddleware:
             await call.reauth_async()
         finally:
             _IN_EXCHANGE.reset(reset)
+
+
+async def _settle(request: ClientRequest) -> None:
+    """Let the cancelled body writer finish, so a file payload rewinds before the re-send."""
+    # Its failure, if any, already reached the attempt's response or error.
+    with contextlib.suppress(Exception):
+        await request.close()
 
 
 def _timer_of(request: ClientRequest) -> object:
