@@ -21,6 +21,7 @@ from ._call import DECISION_KEY
 from ._clients import (
     AIOHTTP_ERROR_KINDS,
     HTTPX_ERROR_KINDS,
+    REQUESTS_CAUSE_KINDS,
     REQUESTS_ERROR_KINDS,
     Attempt,
     read_attempt,
@@ -32,6 +33,7 @@ __all__ = [
     "AIOHTTP_ERROR_KINDS",
     "DECISION_KEY",
     "HTTPX_ERROR_KINDS",
+    "REQUESTS_CAUSE_KINDS",
     "REQUESTS_ERROR_KINDS",
     "Attempt",
     "Pieces",
