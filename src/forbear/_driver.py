@@ -110,6 +110,7 @@ class RetryCall:
         "_retrier",
         "_sent_request_id",
         "_sent_token",
+        "_success",
         "method",
         "policy",
         "state",
@@ -155,6 +156,7 @@ class RetryCall:
             now=retrier.clock(),
         )
         self._sent_token: str | None = None
+        self._success: Decision | None = None
         self._key = key
         if retrier.budget is not None:
             retrier.budget.deposit()
@@ -224,12 +226,13 @@ class RetryCall:
 
     def _judge(self, outcome: Outcome, headers: Any) -> Decision:
         retrier = self._retrier
+        # Real clocks are left to `decide`, which reads them only when a rule needs them.
         decision = decide(
             self.policy,
             self.state,
             outcome,
-            now=retrier.clock(),
-            wall=retrier.wall(),
+            now=None if retrier.clock is time.monotonic else retrier.clock(),
+            wall=None if retrier.wall is time.time else retrier.wall(),
             rng=retrier.rng,
         )
         # A 429 is a rate limit, not an outage: the gate paces it, the budget does not drop it.
@@ -242,7 +245,10 @@ class RetryCall:
             decision = decision._replace(action=Action.GIVE_UP, wait=0.0, reason="budget-exhausted")
         if retrier.gate is not None:
             retrier.gate.observe(self.key, decision, headers)
-        self.state = self.state.next(decision)
+        if decision.reason == "success" and not self.state.history:
+            self._success = decision  # the common case: no new state needed, the request is over
+        else:
+            self.state = self.state.next(decision)
         if retrier.on_event is not None or logger.isEnabledFor(
             logging.INFO if decision.action is Action.RETRY else logging.DEBUG
         ):
@@ -269,4 +275,6 @@ class RetryCall:
     @property
     def history(self) -> tuple[Decision, ...]:
         """Every decision made for this request so far."""
-        return self.state.history
+        if self._success is None:
+            return self.state.history
+        return (*self.state.history, self._success)
