@@ -162,13 +162,23 @@ async def test_limit_one_connector_survives_20mb_error_bodies(fault_server: Faul
 
 
 async def test_small_discarded_body_keeps_its_connection(fault_server: FaultServer) -> None:
-    """A small discarded body that already arrived leaves its connection reusable."""
-    fault_server.script("/small", [Reply(503, body=b"x" * 100)])
+    """A small discarded body is read (at most `DRAIN_LIMIT` bytes): its connection is reused."""
+    fault_server.script("/small", [Reply(503, body=b"x" * 1000), Reply(503, body=b"y" * 60_000)])
     trace, opened = connection_counter()
     async with session(trace_configs=[trace]) as http, http.get(fault_server.url + "/small") as r:
         assert r.status == 200
     assert len(opened) == 1
-    assert len(fault_server.arrivals("/small")) == 2
+    assert len(fault_server.arrivals("/small")) == 3
+
+
+async def test_compressed_discarded_body_is_never_inflated(fault_server: FaultServer) -> None:
+    """A small gzip body that would inflate to 50 MiB is released unread: a new connection."""
+    fault_server.script("/bomb", [Reply(503, gzip_bomb=50 * MIB)])
+    trace, opened = connection_counter()
+    async with session(trace_configs=[trace]) as http, http.get(fault_server.url + "/bomb") as r:
+        assert r.status == 200
+    assert len(opened) == 2
+    assert len(fault_server.arrivals("/bomb")) == 2
 
 
 # -- transport errors ------------------------------------------------------------------------

@@ -32,7 +32,14 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
 from ._errors import error_kind
 
-__all__ = ["RetryMiddleware"]
+__all__ = ["DRAIN_LIMIT", "RetryMiddleware"]
+
+#: A discarded response whose whole body is at most this many bytes (by ``Content-Length``,
+#: not compressed) is read before it is released, so its connection goes back to the pool; a
+#: larger, unsized or compressed one is released unread and its connection closed.
+DRAIN_LIMIT = 64 * 1024
+#: The longest a small discarded body is waited for before its connection is closed instead.
+_DRAIN_TIMEOUT = 0.25
 
 _DEFAULT_POLICY = Policy()
 
@@ -65,8 +72,8 @@ class RetryMiddleware:
 
     Failure contract: when the core says stop, the last response is returned unread (stream it
     as usual), or the last exception is re-raised unchanged (aiohttp's own type) with the
-    attempt history added as a note. A discarded response is released before the wait, so the
-    connector never runs dry. A body aiohttp cannot replay (an async generator, a stream) is
+    attempt history added as a note. A discarded response is released before the wait (read
+    first only when it is small, see `DRAIN_LIMIT`), so the connector never runs dry. A body aiohttp cannot replay (an async generator, a stream) is
     sent once and its first answer handed back.
 
     ``token=TokenSource(...)`` attaches the token to requests for its origins only, on every
@@ -184,9 +191,7 @@ class RetryMiddleware:
                 action = decision.action
                 if action is Action.RETURN or action is Action.GIVE_UP:
                     return response
-                # Unread: aiohttp closes the connection (never drains an unbounded body) unless
-                # the whole body already arrived, in which case the connection is reused.
-                response.release()
+                await _discard(response)
                 if action is Action.REAUTH:
                     await _settle(request)
                     await self._reauth(call)
@@ -219,6 +224,21 @@ class RetryMiddleware:
             await call.reauth_async()
         finally:
             _IN_EXCHANGE.reset(reset)
+
+
+async def _discard(response: ClientResponse) -> None:
+    """Release a response that is not the answer, reading its body first only if it is small."""
+    length = response.content_length
+    if (
+        length is not None
+        and 0 < length <= DRAIN_LIMIT
+        and "Content-Encoding" not in response.headers  # never inflate what is thrown away
+        and not response.content.is_eof()
+    ):
+        with contextlib.suppress(Exception):  # a stalled or broken body: just close it
+            await asyncio.wait_for(response.content.read(), _DRAIN_TIMEOUT)
+    # Unread, aiohttp closes the connection: an unbounded body is never drained.
+    response.release()
 
 
 async def _settle(request: ClientRequest) -> None:
