@@ -73,8 +73,9 @@ class RetryMiddleware:
     Failure contract: when the core says stop, the last response is returned unread (stream it
     as usual), or the last exception is re-raised unchanged (aiohttp's own type) with the
     attempt history added as a note. A discarded response is released before the wait (read
-    first only when it is small, see `DRAIN_LIMIT`), so the connector never runs dry. A body aiohttp cannot replay (an async generator, a stream) is
-    sent once and its first answer handed back.
+    first only when it is small, see `DRAIN_LIMIT`), so the connector never runs dry. A body
+    aiohttp cannot replay (an async generator, a stream) is sent once and its first answer
+    handed back.
 
     ``token=TokenSource(...)`` attaches the token to requests for its origins only, on every
     redirect hop separately (aiohttp runs the middleware once per hop), and re-exchanges it
