@@ -64,7 +64,7 @@ def _check_number(name: str, value: float, *, minimum: float = 0.0) -> None:
         raise ValueError(f"{name} must be a finite number >= {minimum}, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Backoff:
     """The wait when the server names none: ``initial * multiplier ** (n - 1)``, capped.
 
@@ -125,7 +125,7 @@ def _status_set(name: str, statuses: Iterable[int]) -> frozenset[int]:
     return result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """What to retry, how often and how long to wait. Frozen: share it freely.
 

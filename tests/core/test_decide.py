@@ -466,11 +466,20 @@ def waits_for(policy: Policy, count: int, seed: int = 0) -> list[float]:
     ("backoff", "expected"),
     [
         (Backoff(jitter=Jitter.NONE), [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]),
-        (Backoff(0.5, 2.0, 4.0, Jitter.NONE), [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]),
-        (Backoff(1.0, 3.0, 50.0, Jitter.NONE), [1.0, 3.0, 9.0, 27.0, 50.0, 50, 50, 50, 50]),
-        (Backoff(2.0, 1.0, 2.0, Jitter.NONE), [2.0] * 9),
-        (Backoff(0.0, 2.0, 0.0, Jitter.NONE), [0.0] * 9),
-        (Backoff(0.1, 10.0, 10.0, Jitter.NONE), [0.1, 1.0, 10.0, 10.0, 10, 10, 10, 10, 10]),
+        (
+            Backoff(initial=0.5, multiplier=2.0, max=4.0, jitter=Jitter.NONE),
+            [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0],
+        ),
+        (
+            Backoff(initial=1.0, multiplier=3.0, max=50.0, jitter=Jitter.NONE),
+            [1.0, 3.0, 9.0, 27.0, 50.0, 50, 50, 50, 50],
+        ),
+        (Backoff(initial=2.0, multiplier=1.0, max=2.0, jitter=Jitter.NONE), [2.0] * 9),
+        (Backoff(initial=0.0, multiplier=2.0, max=0.0, jitter=Jitter.NONE), [0.0] * 9),
+        (
+            Backoff(initial=0.1, multiplier=10.0, max=10.0, jitter=Jitter.NONE),
+            [0.1, 1.0, 10.0, 10.0, 10, 10, 10, 10, 10],
+        ),
     ],
 )
 def test_exact_backoff_schedule(backoff: Backoff, expected: list[float]) -> None:
@@ -519,17 +528,17 @@ def test_decorrelated_jitter_grows_from_the_previous_wait(seed: int) -> None:
 @pytest.mark.parametrize(
     ("backoff", "attempt", "expected"),
     [
-        (Backoff(0.25, 2.0, 10.0), 0, 0.25),
-        (Backoff(0.25, 2.0, 10.0), 1, 0.25),
-        (Backoff(0.25, 2.0, 10.0), 6, 8.0),
-        (Backoff(0.25, 2.0, 10.0), 7, 10.0),
-        (Backoff(0.25, 10.0, 10.0), 10_000, 10.0),
-        (Backoff(0.25, 10.0, 10.0), 10**18, 10.0),
-        (Backoff(1.0, 1e300, 1e300), 3, 1e300),
-        (Backoff(1e-300, 1.0000001, 1e300), 10**11, 1e300),
-        (Backoff(5e-324, 2.0, 10.0), 2_000, 10.0),
-        (Backoff(0.5, 2.0, 4.0), 4, 4.0),
-        (Backoff(0.5, 2.0, 4.0), 3, 2.0),
+        (Backoff(initial=0.25, multiplier=2.0, max=10.0), 0, 0.25),
+        (Backoff(initial=0.25, multiplier=2.0, max=10.0), 1, 0.25),
+        (Backoff(initial=0.25, multiplier=2.0, max=10.0), 6, 8.0),
+        (Backoff(initial=0.25, multiplier=2.0, max=10.0), 7, 10.0),
+        (Backoff(initial=0.25, multiplier=10.0, max=10.0), 10_000, 10.0),
+        (Backoff(initial=0.25, multiplier=10.0, max=10.0), 10**18, 10.0),
+        (Backoff(initial=1.0, multiplier=1e300, max=1e300), 3, 1e300),
+        (Backoff(initial=1e-300, multiplier=1.0000001, max=1e300), 10**11, 1e300),
+        (Backoff(initial=5e-324, multiplier=2.0, max=10.0), 2_000, 10.0),
+        (Backoff(initial=0.5, multiplier=2.0, max=4.0), 4, 4.0),
+        (Backoff(initial=0.5, multiplier=2.0, max=4.0), 3, 2.0),
     ],
 )
 def test_backoff_base_is_overflow_safe(backoff: Backoff, attempt: int, expected: float) -> None:
@@ -539,7 +548,10 @@ def test_backoff_base_is_overflow_safe(backoff: Backoff, attempt: int, expected:
 
 def test_huge_attempt_number_waits_the_cap() -> None:
     """Attempt 10 000 with multiplier 10 waits Backoff.max, not inf, and does not raise."""
-    policy = Policy(max_attempts=20_000, backoff=Backoff(0.25, 10.0, 10.0, Jitter.NONE))
+    policy = Policy(
+        max_attempts=20_000,
+        backoff=Backoff(initial=0.25, multiplier=10.0, max=10.0, jitter=Jitter.NONE),
+    )
     state = dataclasses.replace(start(), attempts=10_000)
     decision = judge(response(503), policy=policy, state=state)
     assert (decision.action, decision.wait) == (Action.RETRY, 10.0)
