@@ -13,7 +13,7 @@ import time
 from typing import Final
 
 from ._policy import Jitter, Policy
-from ._retry_after import header_value, parse_retry_after, rate_limit_reset
+from ._retry_after import parse_retry_after, reset_from_fields, wait_fields
 from ._state import NEVER_SENT_ERRORS, Action, Decision, Outcome, RetryState
 
 __all__ = ["REASONS", "decide"]
@@ -122,13 +122,16 @@ def _give_up(reason: str, attempt: int, outcome: Outcome, server_wait: float | N
 def _server_wait(policy: Policy, outcome: Outcome, wall: float | None) -> tuple[float | None, str]:
     if outcome.status is None:
         return None, "backoff"
-    value = header_value(outcome.headers, "Retry-After")
+    fields = wait_fields(outcome.headers)
+    if not fields:
+        return None, "backoff"
+    value = fields.get("retry-after")
     if value is not None:
         wait = parse_retry_after(value, wall=wall)
         if wait is not None:
             return wait, "retry-after"
     if policy.rate_limit_headers:
-        wait = rate_limit_reset(outcome.headers, status=outcome.status, wall=wall)
+        wait = reset_from_fields(fields, status=outcome.status, wall=wall)
         if wait is not None:
             return wait, "rate-limit-reset"
     return None, "backoff"

@@ -15,7 +15,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["header_value", "parse_http_date", "parse_retry_after", "rate_limit_reset"]
+__all__ = [
+    "WAIT_FIELDS",
+    "header_value",
+    "parse_http_date",
+    "parse_retry_after",
+    "rate_limit_reset",
+    "reset_from_fields",
+    "wait_fields",
+]
 
 #: Waits are clamped here so that an absurd value stays a plain, comparable float.
 _LONGEST = 1e9
@@ -46,8 +54,12 @@ _RATELIMIT_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)=([0-9]+)(?=$|[;,
 _EPOCH_THRESHOLD = 1_000_000_000
 #: The reset fields read after the ``RateLimit`` field, each with its "remaining" companion.
 _RESET_FIELDS = (
-    ("RateLimit-Reset", "RateLimit-Remaining"),
-    ("X-RateLimit-Reset", "X-RateLimit-Remaining"),
+    ("ratelimit-reset", "ratelimit-remaining"),
+    ("x-ratelimit-reset", "x-ratelimit-remaining"),
+)
+#: The fields that can name a wait, lower-cased: `wait_fields` collects them in one pass.
+WAIT_FIELDS: frozenset[str] = frozenset(
+    {"retry-after", "ratelimit", *(name for pair in _RESET_FIELDS for name in pair)}
 )
 
 
@@ -70,6 +82,27 @@ def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
         return _dict_value(headers, name)
     value = headers.get(name)
     return value if isinstance(value, str) else None
+
+
+def wait_fields(headers: Mapping[str, str] | Any) -> dict[str, str]:
+    """The `WAIT_FIELDS` present in ``headers``, by lower-cased name, repeats joined by ``", "``.
+
+    One pass over the headers, whatever their type, instead of a lookup (and, for a plain dict,
+    a scan) per field. Never raises: headers it cannot read count as absent.
+    """
+    found: dict[str, str] = {}
+    if not headers:
+        return found
+    try:
+        multi = getattr(headers, "multi_items", None)
+        for key, value in multi() if multi is not None else headers.items():
+            if isinstance(key, str) and isinstance(value, str):
+                name = key.lower()
+                if name in WAIT_FIELDS:
+                    found[name] = f"{found[name]}, {value}" if name in found else value
+    except Exception:  # a header object that cannot be read names no wait
+        return {}
+    return found
 
 
 def _dict_value(headers: dict[Any, Any], name: str) -> str | None:
@@ -176,17 +209,24 @@ def rate_limit_reset(
     Read only from a 429 or from a response saying nothing remains: the reset of a window with
     requests left says nothing about when to retry a 503.
     """
-    field = header_value(headers, "RateLimit")
+    return reset_from_fields(wait_fields(headers), status=status, wall=wall)
+
+
+def reset_from_fields(
+    fields: Mapping[str, str], *, status: int, wall: float | None = None
+) -> float | None:
+    """`rate_limit_reset` over the output of `wait_fields`."""
+    field = fields.get("ratelimit")
     if field is not None:
         remaining = _only_match(_RATELIMIT_REMAINING, field)
         reset = _only_match(_RATELIMIT_T, field)
         if reset is not None and (status == 429 or remaining == "0"):
             return _reset_seconds(reset, wall)
     for reset_name, remaining_name in _RESET_FIELDS:
-        reset_value = header_value(headers, reset_name)
+        reset_value = fields.get(reset_name)
         if reset_value is None:
             continue
-        remaining_value = header_value(headers, remaining_name)
+        remaining_value = fields.get(remaining_name)
         if status == 429 or (remaining_value is not None and remaining_value.strip() == "0"):
             return _reset_seconds(reset_value, wall)
     return None
