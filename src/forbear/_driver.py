@@ -248,6 +248,10 @@ class RetryCall:
         if decision.reason == "success" and not self.state.history:
             self._success = decision  # the common case: no new state needed, the request is over
         else:
+            if self._success is not None:
+                # The success did not end the request after all (its body failed to arrive, say):
+                # it goes into the history first, in order.
+                self.state, self._success = self.state.next(self._success), None
             self.state = self.state.next(decision)
         if retrier.on_event is not None or logger.isEnabledFor(
             logging.INFO if decision.action is Action.RETRY else logging.DEBUG
