@@ -15,10 +15,13 @@ from typing import Any
 
 import pytest
 from forbear import (
+    Action,
     Backoff,
     ErrorKind,
     Event,
+    Jitter,
     Policy,
+    Retrier,
     TokenExchangeError,
     TokenSource,
 )
@@ -60,6 +63,60 @@ def pooled_socket(http: requests.Session) -> tuple[str, int]:
     assert len(idle) == 1 and idle[0].sock is not None, "expected one open, idle connection"
     host, port = idle[0].sock.getsockname()
     return host, port
+
+
+class PartialServer:
+    """A loopback listener that answers headers and two body bytes of ten, then stalls there
+    (``hold``) or closes the connection cleanly, having read the whole request (no reset)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.connections = 0
+        self.hold = True
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self._open.append(conn)
+            self.connections += 1
+            conn.settimeout(2.0)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+            if not self.hold:
+                conn.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._open:
+            conn.close()
+        self._listener.close()
+
+
+@pytest.fixture
+def partial_server() -> Iterator[PartialServer]:
+    """A `PartialServer`, closed after the test."""
+    server = PartialServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # -- mounting and urllib3's retries -----------------------------------------------------------
@@ -129,7 +186,37 @@ def test_half_response_is_retried_when_not_streaming(raw_faults: RawFaults) -> N
         http.get(raw_faults.url + "/half")
     assert len(raw_faults.arrivals()) == 5
     assert error_kind(caught.value) is ErrorKind.DISCONNECT
-    assert any("made 5 send(s)" in note for note in notes(caught.value))
+    (note,) = notes(caught.value)
+    assert note.startswith("forbear: GET made 5 send(s): ")
+    assert note.endswith("#5 200: return (success); #5 disconnect: give-up (attempts-exhausted)")
+
+
+def test_cut_short_body_is_noted_after_its_status(partial_server: PartialServer) -> None:
+    """The note shows each 200 whose body was cut short, then the disconnect it became."""
+    partial_server.hold = False
+    exact = Policy(max_attempts=2, backoff=Backoff(initial=0.01, jitter=Jitter.NONE))
+    with (
+        session(policy=exact) as http,
+        pytest.raises(requests.exceptions.ChunkedEncodingError) as caught,
+    ):
+        http.get(partial_server.url + "/cut")
+    assert notes(caught.value) == [
+        "forbear: GET made 2 send(s): #1 200: return (success); "
+        "#1 disconnect: retry (backoff) after 0.010s; "
+        "#2 200: return (success); #2 disconnect: give-up (attempts-exhausted)"
+    ]
+    assert partial_server.connections == 2
+
+
+def test_body_failure_after_a_success_is_judged_in_order() -> None:
+    """The driver, judging a body failure after its 200, keeps both in the history, in order."""
+    call = Retrier(policy=FAST).begin("GET", "http://127.0.0.1/x", {})
+    first = call.on_response(200, {})
+    second = call.on_error(ErrorKind.DISCONNECT)
+    assert second.action is Action.RETRY
+    assert list(call.history) == [first, second]
+    third = call.on_response(200, {})
+    assert list(call.history) == [first, second, third]
 
 
 def test_half_response_with_stream_is_the_callers_to_read(raw_faults: RawFaults) -> None:
@@ -317,62 +404,12 @@ def test_read_timeout_get_is_retried(raw_faults: RawFaults) -> None:
     assert "#5 read_timeout: give-up" in notes(caught.value)[0]
 
 
-class StallingServer:
-    """A loopback listener that answers headers and two body bytes of ten, then stalls."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.connections = 0
-        self._open: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self._open.append(conn)
-            self.connections += 1
-            conn.settimeout(2.0)
-            received = b""
-            while b"\r\n\r\n" not in received:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                received += chunk
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self._open:
-            conn.close()
-        self._listener.close()
-
-
-@pytest.fixture
-def stalling_server() -> Iterator[StallingServer]:
-    """A `StallingServer`, closed after the test."""
-    server = StallingServer()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def test_read_timeout_mid_body_is_a_read_timeout(stalling_server: StallingServer) -> None:
+def test_read_timeout_mid_body_is_a_read_timeout(partial_server: PartialServer) -> None:
     """A body that stalls past the read timeout is judged read_timeout: a GET is retried."""
     with session() as http, pytest.raises(requests.ConnectionError) as caught:
-        http.get(stalling_server.url + "/stall", timeout=0.05)
+        http.get(partial_server.url + "/stall", timeout=0.05)
     assert error_kind(caught.value) is ErrorKind.READ_TIMEOUT
-    assert stalling_server.connections == 5
+    assert partial_server.connections == 5
     assert "#5 read_timeout: give-up (attempts-exhausted)" in notes(caught.value)[0]
 
 
