@@ -8,7 +8,9 @@
    `RetryAdapter` mounted, against a minimal uvicorn app on 127.0.0.1 (in a subprocess, so the
    server does not share the client's GIL): sequential, and 32 threads sharing one session.
    Bare and forbear sessions alternate in short rounds (which goes first alternates too); the
-   table gives medians and the spread (interquartile range) of the per-round slowdown.
+   table gives medians and the spread (interquartile range) of the per-round slowdown, and,
+   for the sequential runs, the client process's CPU time per request (which a busy machine
+   shakes far less than wall-clock rates).
 
 Run ``python -m benchmarks.bench_requests`` from the repository root (``--smoke`` for a tiny
 run that only checks numbers come out, ``--json PATH`` to keep the figures).
@@ -158,10 +160,15 @@ def _session(adapter: HTTPAdapter) -> requests.Session:
     return session
 
 
+#: Client CPU microseconds per request of each sequential round, by session (see `_cpu_row`).
+_CPU: dict[int, list[float]] = {}
+
+
 def _sequential_rate(session: requests.Session, url: str, n: int) -> float:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         session.get(url)
+    _CPU.setdefault(id(session), []).append((time.process_time() - cpu) / n * 1e6)
     return n / (time.perf_counter() - start)
 
 
@@ -187,6 +194,20 @@ def _compare(name: str, bare: list[float], ours: list[float]) -> Row:
         "req/s",
         statistics.median(slower),
         _iqr(slower),
+    )
+
+
+def _cpu_row(bare: requests.Session, ours: requests.Session, rounds: int) -> Row:
+    """Client CPU per sequential request: what forbear adds, less shaken by a busy machine."""
+    bare_cpu, our_cpu = _CPU[id(bare)][-rounds:], _CPU[id(ours)][-rounds:]
+    added = [f - b for b, f in zip(bare_cpu, our_cpu, strict=True)]
+    return Row(
+        "loopback, sequential, client CPU",
+        statistics.median(bare_cpu),
+        statistics.median(our_cpu),
+        "µs/req",
+        statistics.median(added),
+        _iqr(added),
     )
 
 
@@ -224,6 +245,8 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
                     bare_rates.append(run(bare))
                     our_rates.append(run(ours))
             rows.append(_compare(name, bare_rates, our_rates))
+            if run is sequential:
+                rows.append(_cpu_row(bare, ours, rounds))
     return rows
 
 
@@ -239,7 +262,7 @@ def _iqr(values: list[float]) -> tuple[float, float]:
 
 def _table(rows: list[Row]) -> str:
     lines = [
-        f"{'benchmark':32} {'bare':>10} {'forbear':>10} {'unit':>7}  overhead (IQR)",
+        f"{'benchmark':34} {'bare':>10} {'forbear':>10} {'unit':>7}  overhead (IQR)",
         "-" * 84,
     ]
     for row in rows:
@@ -250,7 +273,7 @@ def _table(rows: list[Row]) -> str:
         else:
             overhead = f"{row.overhead:+.1f} % slower ({low:+.1f} .. {high:+.1f})"
             values = f"{row.bare:10.0f} {row.forbear:10.0f}"
-        lines.append(f"{row.name:32} {values} {row.unit:>7}  {overhead}")
+        lines.append(f"{row.name:34} {values} {row.unit:>7}  {overhead}")
     return "\n".join(lines)
 
 
