@@ -175,9 +175,13 @@ class RetryCall:
         return self._key
 
     def gate_delay(self) -> float:
-        """Seconds to wait for this send's slot at the host gate (0.0 when unpaced)."""
+        """Seconds to wait for this send's slot at the host gate (0.0 when unpaced).
+
+        Never more than the policy's ``max_wait``: pacing learned from a server announcing, say,
+        one request a day must not hang the program any more than its Retry-After may.
+        """
         gate = self._retrier.gate
-        return 0.0 if gate is None else gate.delay(self.key)
+        return 0.0 if gate is None else min(gate.delay(self.key), self.policy.max_wait)
 
     def headers(self) -> dict[str, str]:
         """Headers forbear adds on every attempt: ``Idempotency-Key``, ``X-Request-Id``."""

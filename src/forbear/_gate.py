@@ -38,6 +38,21 @@ _FIELD_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)=([0-9]+)", re.ASCII)
 _FIELD_RESET = re.compile(r"(?:^|[;,\s])(?:t|reset)=([0-9]+)", re.ASCII)
 
 
+#: A count longer than this is no count a server means; reading it would overflow a float
+#: (or pass Python's limit on ``int(str)``), so the field is ignored instead.
+_MAX_DIGITS = 15
+
+
+def _count(text: str | None) -> int | None:
+    """A header's non-negative decimal count, or None for anything else (or too many digits)."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
+        return None
+    return int(text)
+
+
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` of a URL, without userinfo, path or query."""
     scheme, sep, rest = str(url).partition("://")
@@ -254,9 +269,12 @@ class HostGate:
             headers, "X-RateLimit-Policy"
         )
         if quota_policy:
-            quota, window = _POLICY_QUOTA.search(quota_policy), _POLICY_WINDOW.search(quota_policy)
-            if quota and window and int(window[1]) > 0:
-                entry.header_rate = max(int(quota[1]) / int(window[1]) * self._hold, 0.01)
+            quota_match = _POLICY_QUOTA.search(quota_policy)
+            window_match = _POLICY_WINDOW.search(quota_policy)
+            quota = _count(quota_match[1] if quota_match else None)
+            window = _count(window_match[1] if window_match else None)
+            if quota is not None and window:
+                entry.header_rate = max(quota / window * self._hold, 0.01)
                 entry.rate = entry.hold_rate = entry.header_rate
                 return
         field_value = header_value(headers, "RateLimit")
@@ -276,17 +294,12 @@ class HostGate:
             reset_text = header_value(headers, "RateLimit-Reset") or header_value(
                 headers, "X-RateLimit-Reset"
             )
-        if not (remaining_text and reset_text):
+        left, reset_seconds = _count(remaining_text), _count(reset_text)
+        if left is None or reset_seconds is None:
             return
-        remaining_text, reset_text = remaining_text.strip(), reset_text.strip()
-        if not (remaining_text.isascii() and remaining_text.isdigit()):
-            return
-        if not (reset_text.isascii() and reset_text.isdigit()):
-            return
-        reset_seconds = int(reset_text)
-        if 0 < reset_seconds < 1_000_000_000 and int(remaining_text) > 0:
+        if 0 < reset_seconds < 1_000_000_000 and left > 0:
             # Spread what is left of the window over the time left in it.
-            entry.header_rate = max(int(remaining_text) / reset_seconds, 0.01)
+            entry.header_rate = max(left / reset_seconds, 0.01)
             entry.rate = entry.hold_rate = entry.header_rate
 
     def _maybe_pause(self, entry: _Origin, now: float, decision: Decision, headers: Any) -> None:
