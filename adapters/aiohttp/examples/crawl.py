@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from forbear import Action, Event
 from forbear_aiohttp import RetryMiddleware
-
-import aiohttp
 
 
 @dataclass

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import aiohttp
 import pytest
+
 from forbear.testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, arun_scenario
 from forbear_aiohttp import RetryMiddleware, error_kind
-
-import aiohttp
 
 pytestmark = pytest.mark.anyio
 

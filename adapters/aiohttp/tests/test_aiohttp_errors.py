@@ -6,12 +6,12 @@ import asyncio
 import ssl
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
+
 from forbear import ErrorKind
 from forbear_aiohttp import error_kind
-
-import aiohttp
 
 REFUSED = OSError(111, "Connection refused")
 

@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from forbear.testing import FaultServer
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "crawl.py"

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
+
 from forbear import Backoff, Event, Policy, TokenExchangeError, TokenSource
 from forbear.testing import FaultServer, RawFaults, RawMode, Reply, serve
 from forbear_aiohttp import RetryMiddleware
-
-import aiohttp
 
 pytestmark = pytest.mark.anyio
 

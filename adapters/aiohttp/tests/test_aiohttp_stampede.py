@@ -11,12 +11,12 @@ import itertools
 import time
 from collections import defaultdict
 
+import aiohttp
 import anyio
 import pytest
+
 from forbear.testing import Arrival, FaultServer, Reply
 from forbear_aiohttp import RetryMiddleware
-
-import aiohttp
 
 pytestmark = pytest.mark.anyio
 

@@ -12,12 +12,12 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import forbear_backoff
-from forbear import Backoff, Policy
-
 import aiohttp
 import httpx
 import requests
+
+import forbear_backoff
+from forbear import Backoff, Policy
 
 #: Tiny backoff so retries cost milliseconds; server-named waits are still waited in full.
 FAST = Policy(backoff=Backoff(initial=0.01, max=0.05))

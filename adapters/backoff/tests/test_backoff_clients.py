@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from backoff_harness import Client
+
 from forbear import parse_http_date
 from forbear.testing import FaultServer, Reply
 

@@ -13,16 +13,16 @@ import inspect
 import logging
 from typing import Any
 
-import forbear_backoff
-import pytest
-from backoff_harness import FAST
-from forbear import Action, Event, Policy, Retrier, TokenSource
-from forbear.testing import FaultServer, Reply
-
 import aiohttp
 import backoff
 import httpx
+import pytest
 import requests
+from backoff_harness import FAST
+
+import forbear_backoff
+from forbear import Action, Event, Policy, Retrier, TokenSource
+from forbear.testing import FaultServer, Reply
 
 EXACT = dataclasses.replace(FAST, retry_after_jitter=0.0)
 

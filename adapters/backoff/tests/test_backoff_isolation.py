@@ -13,12 +13,12 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import forbear_backoff
-from backoff_harness import FAST
-from forbear.testing import FaultServer, Reply
-
 import httpx
 import requests
+from backoff_harness import FAST
+
+import forbear_backoff
+from forbear.testing import FaultServer, Reply
 
 PATHS = [f"/p{n}" for n in range(6)]
 

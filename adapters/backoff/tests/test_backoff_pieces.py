@@ -10,15 +10,15 @@ import asyncio
 import dataclasses
 from typing import Any
 
-import forbear_backoff
-import pytest
-from backoff_harness import FAST
-from forbear import Policy
-from forbear.testing import FaultServer, Reply
-
 import backoff
 import httpx
+import pytest
 import requests
+from backoff_harness import FAST
+
+import forbear_backoff
+from forbear import Policy
+from forbear.testing import FaultServer, Reply
 
 
 def test_on_predicate_retries_until_the_answer(fault_server: FaultServer) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-import forbear_backoff
-import pytest
-from backoff_harness import FAST
-from forbear.testing import FaultServer, Reply
-
 import aiohttp
 import httpx
+import pytest
 import requests
+from backoff_harness import FAST
+
+import forbear_backoff
+from forbear.testing import FaultServer, Reply
 
 SCRIPT = [Reply(503, body=b"busy"), Reply(502, body=b"bad gateway"), Reply(200, body=b"fine")]
 

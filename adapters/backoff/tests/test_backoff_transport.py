@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-import forbear_backoff
-import pytest
-from backoff_harness import FAST, Client
-from forbear.testing import RawFaults, RawMode
-
 import aiohttp
 import httpx
+import pytest
 import requests
+from backoff_harness import FAST, Client
+
+import forbear_backoff
+from forbear.testing import RawFaults, RawMode
 
 CONNECT_ERRORS: dict[str, type[Exception]] = {
     "httpx": httpx.ConnectError,

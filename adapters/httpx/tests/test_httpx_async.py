@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import httpx
 import pytest
+
 from forbear import Backoff, Policy, TokenSource
 from forbear.testing import FaultServer, RawFaults, RawMode, Reply, serve
 from forbear_httpx import RetryTransport
-
-import httpx
 
 pytestmark = pytest.mark.anyio
 

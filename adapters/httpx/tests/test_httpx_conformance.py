@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import httpx
 import pytest
+
 from forbear.testing import (
     SCENARIOS,
     Result,
@@ -15,8 +17,6 @@ from forbear.testing import (
     run_scenario,
 )
 from forbear_httpx import RetryTransport, error_kind
-
-import httpx
 
 
 def _failure(exc: httpx.TransportError) -> Result:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+
 from forbear import ErrorKind
 from forbear_httpx import error_kind
-
-import httpx
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import anyio
+import httpx
 import pytest
+
 from forbear import Backoff, Policy
 from forbear.testing import FaultServer, Reply
 from forbear_httpx import RetryTransport
-
-import httpx
 
 pytestmark = pytest.mark.anyio
 

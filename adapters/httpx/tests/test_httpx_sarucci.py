@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
+
 from forbear import TokenSource, profiles
 from forbear.testing import Faults, SarucciAPI
 from forbear_httpx import RetryTransport
-
-import httpx
 
 COMPANY = "/v1/partner/companies/cmp_demo"
 

@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+
 from forbear import Backoff, Event, HostGate, Policy, RetryBudget, TokenExchangeError, TokenSource
 from forbear.testing import FaultServer, RawFaults, RawMode, Reply, serve
 from forbear_httpx import RetryTransport
-
-import httpx
 
 FAST = Policy(backoff=Backoff(initial=0.01, max=0.05))
 MIB = 1 << 20

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from urllib3.util.retry import Retry
+
 from forbear import (
     Action,
     Backoff,
@@ -27,9 +30,6 @@ from forbear import (
 )
 from forbear.testing import FaultServer, RawFaults, RawMode, Reply
 from forbear_requests import RetryAdapter, error_kind
-from urllib3.util.retry import Retry
-
-import requests
 
 FAST = Policy(backoff=Backoff(initial=0.01, max=0.05))
 MIB = 1 << 20

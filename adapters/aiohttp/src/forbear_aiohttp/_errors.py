@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp.http_exceptions import HttpProcessingError
-from forbear import ErrorKind
-
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
+
+from forbear import ErrorKind
 
 __all__ = ["ERROR_KINDS", "error_kind"]
 

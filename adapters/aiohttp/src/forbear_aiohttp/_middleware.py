@@ -15,7 +15,10 @@ from collections import deque
 from contextvars import ContextVar
 from dataclasses import replace
 
+import aiohttp
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from aiohttp.multipart import BodyPartReaderPayload
+
 from forbear import (
     Action,
     EventHook,
@@ -26,9 +29,6 @@ from forbear import (
     RetryCall,
     TokenSource,
 )
-
-import aiohttp
-from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
 from ._errors import error_kind
 

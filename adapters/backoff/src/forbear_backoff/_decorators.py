@@ -15,9 +15,9 @@ from collections.abc import Callable, Generator, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-from forbear import Policy, Retrier
-
 import backoff
+
+from forbear import Policy, Retrier
 
 from ._call import CallState, checked_method, checked_retrier
 

@@ -8,9 +8,9 @@ retried: the adapter re-raises it as it is.
 
 from __future__ import annotations
 
-from forbear import ErrorKind
-
 import httpx
+
+from forbear import ErrorKind
 
 __all__ = ["ERROR_KINDS", "error_kind"]
 

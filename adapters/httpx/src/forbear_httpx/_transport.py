@@ -19,6 +19,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import httpx
+
 from forbear import (
     Action,
     EventHook,
@@ -29,8 +31,6 @@ from forbear import (
     RetryCall,
     TokenSource,
 )
-
-import httpx
 
 from ._errors import error_kind
 

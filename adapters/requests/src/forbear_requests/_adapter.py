@@ -14,6 +14,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import requests
+from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
+from requests.models import PreparedRequest, Response
+from urllib3.util.retry import Retry
+
 from forbear import (
     Action,
     Decision,
@@ -25,11 +30,6 @@ from forbear import (
     RetryCall,
     TokenSource,
 )
-from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
-from requests.models import PreparedRequest, Response
-from urllib3.util.retry import Retry
-
-import requests
 
 from ._errors import error_kind
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 from collections.abc import Iterator
 
-from forbear import ErrorKind
 from requests.exceptions import (
     ChunkedEncodingError,
     ConnectTimeout,
@@ -22,6 +21,8 @@ from requests.exceptions import (
 )
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from urllib3 import exceptions as urllib3_errors
+
+from forbear import ErrorKind
 
 __all__ = ["CAUSE_KINDS", "error_kind"]
 
