@@ -23,9 +23,11 @@ from __future__ import annotations
 import logging
 import random
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from ._budget import RetryBudget
@@ -279,6 +281,25 @@ class RetryCall:
     def note(self) -> str:
         """The attempt history, for an exception note: statuses, decisions, waits; no secrets."""
         return self.state.note()
+
+    def annotate(self, exc: BaseException) -> None:
+        """Add `note` to ``exc`` (Python 3.10 too) when there is a history to tell."""
+        if not self.history:
+            return
+        note = self.note()
+        if sys.version_info >= (3, 11):
+            exc.add_note(note)
+        else:  # pragma: no cover - Python 3.10 keeps notes in a plain list
+            notes = getattr(exc, "__notes__", None)
+            if not isinstance(notes, list):
+                notes = []
+                exc.__notes__ = notes  # type: ignore[attr-defined]
+            notes.append(note)
+
+    def mark_unreplayable(self) -> None:
+        """The body turned out to be one-shot while it was sent: it will not be sent again."""
+        if self.state.replayable:
+            self.state = replace(self.state, replayable=False)
 
     @property
     def history(self) -> tuple[Decision, ...]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections import deque
 from contextvars import ContextVar
-from dataclasses import replace
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -174,14 +172,13 @@ class RetryMiddleware:
             except Exception as exc:
                 kind = error_kind(exc, sent=request.response is not before)
                 if kind is None:
-                    if call.history:  # not judged, but the attempts before it are worth telling
-                        _add_note(exc, call.note())
+                    call.annotate(exc)  # not judged, but the attempts before it are worth telling
                     raise
                 if payload is not None:
                     _note_consumed(call, payload)
                 decision = call.on_error(kind)
                 if decision.action is not Action.RETRY:
-                    _add_note(exc, call.note())
+                    call.annotate(exc)
                     if isinstance(exc, _RERUN_BY_AIOHTTP):
                         _GAVE_UP.set((exc, _timer_of(request), self))
                     raise
@@ -269,16 +266,5 @@ def _one_shot(payload: aiohttp.Payload) -> bool:
 def _note_consumed(call: RetryCall, payload: aiohttp.Payload) -> None:
     # A payload that turned out one-shot while being written (a file that cannot seek back)
     # cannot be re-sent: tell the core before it judges the attempt.
-    if call.state.replayable and payload.consumed:
-        call.state = replace(call.state, replayable=False)
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:  # pragma: no cover - Python 3.10
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)
+    if payload.consumed:
+        call.mark_unreplayable()

@@ -9,7 +9,6 @@ attempt. No retry rule lives here: the core decides, this only carries the decis
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -17,7 +16,7 @@ from forbear import Action, Decision, Policy, Retrier, RetryCall
 
 from ._clients import Attempt, arelease, read_exception, read_response, release
 
-__all__ = ["DECISION_KEY", "CallState", "add_note", "checked_method", "checked_retrier"]
+__all__ = ["DECISION_KEY", "CallState", "checked_method", "checked_retrier"]
 
 #: The key of the core's `Decision` in the details dict backoff hands to handlers.
 DECISION_KEY = "decision"
@@ -71,8 +70,8 @@ class CallState:
 
     def annotate(self, exc: BaseException) -> None:
         """Add the attempt history to an exception that ends the request, when there is one."""
-        if self.call is not None and self.call.history:
-            add_note(exc, self.call.note())
+        if self.call is not None:
+            self.call.annotate(exc)
 
     # -- what backoff calls ------------------------------------------------------------------
 
@@ -144,15 +143,3 @@ def checked_method(method: str) -> str:
     if not isinstance(method, str) or not method.isascii() or not method.isalpha():
         raise ValueError(f"method must be an HTTP method name such as 'GET', got {method!r}")
     return method.upper()
-
-
-def add_note(exc: BaseException, note: str) -> None:
-    """``exc.add_note(note)``, on Python 3.10 too."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:  # pragma: no cover - Python 3.10 keeps notes in a plain list
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)

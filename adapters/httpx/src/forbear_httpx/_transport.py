@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -205,7 +204,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 kind = error_kind(exc)
                 decision = None if kind is None else call.on_error(kind)
                 if decision is None or decision.action in _FINAL:
-                    _annotate(exc, call)
+                    call.annotate(exc)
                     raise
             else:
                 try:
@@ -239,7 +238,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 kind = error_kind(exc)
                 decision = None if kind is None else call.on_error(kind)
                 if decision is None or decision.action in _FINAL:
-                    _annotate(exc, call)
+                    call.annotate(exc)
                     raise
             else:
                 try:
@@ -339,18 +338,3 @@ async def _arelease(response: httpx.Response) -> None:
     finally:
         with anyio.CancelScope(shield=True):
             await response.aclose()
-
-
-def _annotate(exc: BaseException, call: RetryCall) -> None:
-    """Add the attempt history to an exception that ends the request, when there is one."""
-    if not call.history:
-        return
-    note = call.note()
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:  # pragma: no cover - Python 3.10 keeps notes in a plain list
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)

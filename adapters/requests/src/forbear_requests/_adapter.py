@@ -9,7 +9,6 @@ core's to say. urllib3's own retries stay off (``Retry(0, read=False)``), so the
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -227,7 +226,7 @@ def _retry_after_error(call: RetryCall, exc: requests.RequestException) -> bool:
     kind = error_kind(exc)
     decision = None if kind is None else call.on_error(kind)
     if decision is None or decision.action in _FINAL:
-        _annotate(exc, call)
+        call.annotate(exc)
         return False
     _act(call, decision)
     return True
@@ -266,18 +265,3 @@ def _release(response: Response) -> None:
         pass  # the connection is dropped instead of reused; the close below still runs
     finally:
         response.close()
-
-
-def _annotate(exc: BaseException, call: RetryCall) -> None:
-    """Add the attempt history to an exception that ends the request, when there is one."""
-    if not call.history:
-        return
-    note = call.note()
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:  # pragma: no cover - Python 3.10 keeps notes in a plain list
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)
