@@ -49,6 +49,8 @@ __all__ = [
 _CANCEL_PATIENCE = 10.0
 #: How often an async canceller looks at its (thread-safe) trigger.
 _TRIGGER_POLL = 0.002
+#: How often the watchdog repeats its signal until a sync request ends.
+_SIGNAL_REPEAT = 0.005
 
 
 @dataclass(frozen=True)
@@ -210,17 +212,25 @@ class SyncSession(Session):
         """A watchdog thread interrupts the (main) thread with SIGUSR1, as Ctrl-C would.
 
         A sync client has no other way to be stopped from outside: the signal handler raises
-        in the main thread wherever it is, here inside the adapter's ``time.sleep``.
+        in the main thread wherever it is, here inside the adapter's ``time.sleep``. The signal
+        is repeated every few milliseconds until the request ends, because one that lands
+        between the interpreter's last check for signals and the ``sleep`` system call is
+        noticed only when the sleep ends (a CPython race, not the adapter's). The time taken
+        counts from the first signal.
         """
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("a sync request can be cancelled only on the main thread")
         target = threading.get_ident()
         fired: list[float] = []
+        ended_event = threading.Event()
 
         def watchdog() -> None:
-            if trigger.wait(_CANCEL_PATIENCE):
-                fired.append(time.perf_counter())
+            if not trigger.wait(_CANCEL_PATIENCE) or ended_event.is_set():
+                return
+            fired.append(time.perf_counter())
+            while _armed.is_set() and not ended_event.is_set():
                 signal.pthread_kill(target, signal.SIGUSR1)
+                ended_event.wait(_SIGNAL_REPEAT)
 
         previous = signal.signal(signal.SIGUSR1, _on_watchdog_signal)
         thread = threading.Thread(target=watchdog, name="reliability-watchdog", daemon=True)
@@ -236,6 +246,7 @@ class SyncSession(Session):
             ended = time.perf_counter()
         finally:
             _armed.clear()
+            ended_event.set()
             trigger.set()  # release the watchdog if the request ended first
             thread.join()
             signal.signal(signal.SIGUSR1, previous)

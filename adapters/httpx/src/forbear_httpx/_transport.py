@@ -171,7 +171,13 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _begin(self, request: httpx.Request) -> RetryCall:
+    def _begin(self, request: httpx.Request) -> tuple[RetryCall, httpx.Request]:
+        """The call for ``request``, and the request to send: a copy when forbear adds headers.
+
+        httpx builds a redirect's request from the caller's, so the token and the headers added
+        here go on a copy: they never follow a redirect (to another origin, perhaps); each hop
+        is a logical request of its own and gets its own.
+        """
         overrides = request.extensions.get("forbear")
         policy = None if overrides is None else _override_policy(overrides, self.retrier.policy)
         call = self.retrier.begin(
@@ -182,14 +188,21 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             policy=policy,
         )
         added = call.headers()
-        if added:
+        if added or call.uses_token:
+            request = httpx.Request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                stream=request.stream,
+                extensions=request.extensions,
+            )
             request.headers.update(added)
-        return call
+        return call, request
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying as the core decides; the final response is unread."""
         transport = self._sync_transport()
-        call = self._begin(request)
+        call, request = self._begin(request)
         while True:
             delay = call.gate_delay()
             if delay > 0.0:
@@ -223,7 +236,7 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The async twin of `handle_request`: sleeps with `anyio.sleep` (asyncio and trio)."""
         transport = self._async_transport()
-        call = self._begin(request)
+        call, request = self._begin(request)
         while True:
             delay = call.gate_delay()
             if delay > 0.0:
