@@ -1,11 +1,12 @@
 """One synchronous interface over every forbear adapter, for the reliability suite and the soak.
 
 A `Driver` opens a `Session`: one client of its library with forbear mounted the way a user
-would mount it, built from `Options`. A session sends one request and reports an `Answer`
-(status, body and headers, or the exception and its kind, and how long it took), sends several
-at once (`Session.gather`), and cancels a request the moment a trigger fires
-(`Session.cancel_when`). Async clients run on an event loop in a blocking-portal thread
-(asyncio or trio), so each test is written once, synchronously, and run against every driver.
+would mount it, built from `Options` (with ``bare=True``, the same client without forbear, as
+a baseline). A session sends one request and reports an `Answer` (status, body and headers,
+or the exception and its kind, and how long it took), sends several at once
+(`Session.gather`), and cancels a request the moment a trigger fires (`Session.cancel_when`).
+Async clients run on an event loop in a blocking-portal thread (asyncio or trio), so each test
+is written once, synchronously, and run against every driver.
 
 No retry rule and no adapter internals live here: only each library's public API and each
 adapter's public constructor and `error_kind` table.
@@ -64,6 +65,8 @@ class Options:
     on_event: EventHook | None = None
     #: Connect and read timeout of each attempt, in seconds.
     timeout: float = 5.0
+    #: The same client without forbear (a baseline): every other option is ignored.
+    bare: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,13 +271,16 @@ class HttpxSyncSession(SyncSession):
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
-        transport = forbear_httpx.RetryTransport(
-            policy=options.policy,
-            token=options.token,
-            idempotency_keys=options.idempotency_keys,
-            request_ids=options.request_ids,
-            on_event=options.on_event,
-        )
+        transport: httpx.BaseTransport = httpx.HTTPTransport()
+        if not options.bare:
+            transport = forbear_httpx.RetryTransport(
+                transport,
+                policy=options.policy,
+                token=options.token,
+                idempotency_keys=options.idempotency_keys,
+                request_ids=options.request_ids,
+                on_event=options.on_event,
+            )
         self.client = self._stack.enter_context(
             httpx.Client(transport=transport, timeout=options.timeout, follow_redirects=True)
         )
@@ -312,14 +318,16 @@ class RequestsSession(SyncSession):
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
-        adapter = forbear_requests.RetryAdapter(
-            policy=options.policy,
-            token=options.token,
-            idempotency_keys=options.idempotency_keys,
-            request_ids=options.request_ids,
-            on_event=options.on_event,
-            pool_maxsize=16,
-        )
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
+        if not options.bare:
+            adapter = forbear_requests.RetryAdapter(
+                policy=options.policy,
+                token=options.token,
+                idempotency_keys=options.idempotency_keys,
+                request_ids=options.request_ids,
+                on_event=options.on_event,
+                pool_maxsize=16,
+            )
         self.client = self._stack.enter_context(requests.Session())
         self.client.mount("http://", adapter)
 
@@ -374,12 +382,13 @@ class BackoffSession(SyncSession):
         retrier = Retrier(policy=options.policy, on_event=options.on_event)
         client = self.client
 
-        @forbear_backoff.on_exception(httpx.HTTPError, retrier=retrier)
         def fetch(request: httpx.Request) -> httpx.Response:
             response = client.send(request, stream=True)
             response.raise_for_status()
             return response
 
+        if not options.bare:
+            fetch = forbear_backoff.on_exception(httpx.HTTPError, retrier=retrier)(fetch)
         self._fetch = fetch
 
     def send(
@@ -564,13 +573,16 @@ class HttpxAsyncSession(AsyncSession):
 
     async def _open(self) -> None:
         options = self.options
-        transport = forbear_httpx.RetryTransport(
-            policy=options.policy,
-            token=options.token,
-            idempotency_keys=options.idempotency_keys,
-            request_ids=options.request_ids,
-            on_event=options.on_event,
-        )
+        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport()
+        if not options.bare:
+            transport = forbear_httpx.RetryTransport(
+                transport,
+                policy=options.policy,
+                token=options.token,
+                idempotency_keys=options.idempotency_keys,
+                request_ids=options.request_ids,
+                on_event=options.on_event,
+            )
         self.client = httpx.AsyncClient(
             transport=transport, timeout=options.timeout, follow_redirects=True
         )
@@ -620,7 +632,8 @@ class AiohttpSession(AsyncSession):
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=options.timeout, sock_read=options.timeout
         )
-        self.client = aiohttp.ClientSession(middlewares=[middleware], timeout=timeout)
+        middlewares = () if options.bare else (middleware,)
+        self.client = aiohttp.ClientSession(middlewares=middlewares, timeout=timeout)
 
     async def _aclose(self) -> None:
         await self.client.close()
