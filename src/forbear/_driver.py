@@ -27,7 +27,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from ._budget import RetryBudget
@@ -299,7 +298,7 @@ class RetryCall:
     def mark_unreplayable(self) -> None:
         """The body turned out to be one-shot while it was sent: it will not be sent again."""
         if self.state.replayable:
-            self.state = replace(self.state, replayable=False)
+            self.state = self.state._replace(replayable=False)
 
     @property
     def history(self) -> tuple[Decision, ...]:

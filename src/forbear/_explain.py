@@ -67,7 +67,7 @@ def explain(
         except ValueError:
             raise ValueError(f"expected a status code or one of {kinds}") from None
     state = RetryState.start(method, headers=headers, can_reauth=can_reauth, now=0.0)
-    state = replace(state, attempts=attempt, reauths=reauths)
+    state = state._replace(attempts=attempt, reauths=reauths)
     # A fixed seed and zero Retry-After jitter: the words name the floor, the same every run.
     exact = replace(policy, retry_after_jitter=0.0)
     decision = decide(exact, state, outcome, now=0.0, wall=wall, rng=random.Random(0))

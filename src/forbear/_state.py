@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -103,9 +102,12 @@ class Decision(NamedTuple):
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class RetryState:
-    """Where one logical request stands. Immutable: `next` returns the following state."""
+class RetryState(NamedTuple):
+    """Where one logical request stands. Immutable: `next` returns the following state.
+
+    A named tuple rather than a frozen dataclass: one is made for every request, and this is
+    the cheapest immutable record Python offers. Derive a changed copy with ``_replace``.
+    """
 
     #: The request method, upper-case.
     method: str
@@ -138,7 +140,7 @@ class RetryState:
     ) -> RetryState:
         """The state of a logical request about to make its first send."""
         return cls(
-            method.upper(),
+            method if method.isupper() else method.upper(),
             header_value(headers, "Idempotency-Key") is not None,
             can_reauth,
             replayable,
@@ -154,12 +156,12 @@ class RetryState:
         """The state after acting on ``decision``; RETURN and GIVE_UP only extend the history."""
         history = (*self.history, decision)
         if decision.action is Action.RETRY:
-            return replace(
-                self, attempts=self.attempts + 1, last_wait=decision.wait, history=history
+            return self._replace(
+                attempts=self.attempts + 1, last_wait=decision.wait, history=history
             )
         if decision.action is Action.REAUTH:
-            return replace(self, reauths=self.reauths + 1, history=history)
-        return replace(self, history=history)
+            return self._replace(reauths=self.reauths + 1, history=history)
+        return self._replace(history=history)
 
     def note(self) -> str:
         """The attempt history as an exception note: statuses, actions, waits; no secrets."""

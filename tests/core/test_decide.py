@@ -552,7 +552,7 @@ def test_huge_attempt_number_waits_the_cap() -> None:
         max_attempts=20_000,
         backoff=Backoff(initial=0.25, multiplier=10.0, max=10.0, jitter=Jitter.NONE),
     )
-    state = dataclasses.replace(start(), attempts=10_000)
+    state = start()._replace(attempts=10_000)
     decision = judge(response(503), policy=policy, state=state)
     assert (decision.action, decision.wait) == (Action.RETRY, 10.0)
 
@@ -698,7 +698,7 @@ def test_next_does_not_change_the_old_state() -> None:
     assert following is not state
     assert (state.attempts, state.history, state.last_wait) == (1, (), 0.0)
     assert (following.attempts, following.last_wait) == (2, decision.wait)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         state.attempts = 9  # type: ignore[misc]
 
 

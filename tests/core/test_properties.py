@@ -136,8 +136,7 @@ def states(draw: st.DrawFn) -> RetryState:
         replayable=draw(st.booleans()),
         now=NOW,
     )
-    return dataclasses.replace(
-        state,
+    return state._replace(
         attempts=draw(st.integers(min_value=1, max_value=10**6)),
         reauths=draw(st.integers(min_value=0, max_value=4)),
         last_wait=draw(st.floats(min_value=0.0, max_value=1e6)),
@@ -205,7 +204,7 @@ def test_one_shot_body_is_never_resent(
     policy: Policy, state: RetryState, outcome: Outcome, seed: int
 ) -> None:
     """A request whose body cannot be replayed is never retried nor re-exchanged."""
-    state = dataclasses.replace(state, replayable=False)
+    state = state._replace(replayable=False)
     decision = decide(policy, state, outcome, now=NOW, wall=0.0, rng=random.Random(seed))
     assert decision.action in (Action.RETURN, Action.GIVE_UP)
 
