@@ -17,10 +17,11 @@ those a second one. Nobody meets three, so every request must end 200 ``ok`` wit
 policy's five attempts, after exactly the sends its plan calls for.
 
 Reported: requests sent and lost (not ending 200 ``ok``: must be 0), sends that differ from the
-plan (must be 0), the share of answers that were faults, RSS and open file descriptors at the
-start and end of the steady phase, and, per adapter, p50 and p99 of the latency of requests
-that succeeded on their first attempt, with and without forbear, and their difference (the
-latency the retry layer adds). The exit status is 1 when a request was lost or sent off plan.
+plan (must be 0), the share of answers that were faults, RSS, open file descriptors and
+objects tracked by the garbage collector at the start and end of the steady phase (RSS every
+ten seconds too), and, per adapter, p50 and p99 of the latency of GETs that succeeded on
+their first attempt, with and without forbear, and their difference (the latency the retry
+layer adds). The exit status is 1 when a request was lost or sent off plan.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import argparse
 import array
 import concurrent.futures
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -189,6 +191,12 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _live_objects() -> int:
+    """Objects the garbage collector tracks: flat in a steady state, rising with a leak."""
+    gc.collect()
+    return len(gc.get_objects())
+
+
 def _percentile(values: array.array[float], q: float) -> float:
     if len(values) < 2:
         return float("nan")
@@ -303,7 +311,7 @@ def soak(seconds: float, rate: float) -> dict[str, Any]:
         try:
             for runner in runners:
                 runner.warm()
-            rss_start, fds_start = _rss(), _open_fds()
+            objects_start, rss_start, fds_start = _live_objects(), _rss(), _open_fds()
             began = time.monotonic()
             threads = [
                 threading.Thread(
@@ -324,7 +332,7 @@ def soak(seconds: float, rate: float) -> dict[str, Any]:
                         rss_samples.append((round(sample_at - began), _rss()))
                         sample_at += RSS_EVERY
             took = time.monotonic() - began
-            rss_end, fds_end = _rss(), _open_fds()
+            objects_end, rss_end, fds_end = _live_objects(), _rss(), _open_fds()
         finally:
             for runner in runners:
                 runner.close()
@@ -339,6 +347,7 @@ def soak(seconds: float, rate: float) -> dict[str, Any]:
         stats["faults"],
         (rss_start, rss_end),
         (fds_start, fds_end),
+        (objects_start, objects_end),
         rss_samples,
     )
 
@@ -352,6 +361,7 @@ def _figures(
     faults: int,
     rss: tuple[int, int],
     fds: tuple[int, int],
+    objects: tuple[int, int],
     rss_samples: list[tuple[int, int]],
 ) -> dict[str, Any]:
     adapters = {}
@@ -382,6 +392,8 @@ def _figures(
         "rss_end_mb": round(rss[1] / 2**20, 1),
         "fds_start": fds[0],
         "fds_end": fds[1],
+        "objects_start": objects[0],
+        "objects_end": objects[1],
         "rss_mb_over_time": [(second, round(size / 2**20, 1)) for second, size in rss_samples],
         "all": _latencies(pooled_forbear, pooled_bare),
         "adapters": adapters,
@@ -407,7 +419,8 @@ def _report(figures: dict[str, Any]) -> str:
         f"sends off plan {figures['off_plan']}, "
         f"fault share of answers {figures['fault_share']:.1%}",
         f"RSS {figures['rss_start_mb']} MB -> {figures['rss_end_mb']} MB, "
-        f"open fds {figures['fds_start']} -> {figures['fds_end']}",
+        f"open fds {figures['fds_start']} -> {figures['fds_end']}, "
+        f"live objects {figures['objects_start']} -> {figures['objects_end']}",
         "RSS over time (s: MB): "
         + ", ".join(f"{second}: {size}" for second, size in figures["rss_mb_over_time"]),
         "",
