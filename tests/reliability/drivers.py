@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import anyio
@@ -43,7 +44,6 @@ __all__ = [
     "Driver",
     "Options",
     "Session",
-    "driver_named",
 ]
 
 #: How long a cancelled request may go on before the harness stops waiting for it.
@@ -110,9 +110,15 @@ def _headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
-def _kind(table: Callable[[BaseException], object], exc: BaseException) -> str | None:
-    kind = table(exc)
-    return None if kind is None else str(getattr(kind, "value", kind))
+def _failed(exc: BaseException, error_kind: Callable[[BaseException], Any], start: float) -> Answer:
+    """The answer of a request that raised ``exc``, classified by the adapter's table."""
+    kind = error_kind(exc)
+    return Answer(
+        None,
+        error=exc,
+        kind=None if kind is None else str(kind.value),
+        elapsed=time.perf_counter() - start,
+    )
 
 
 class Session:
@@ -304,12 +310,7 @@ class HttpxSyncSession(SyncSession):
                     data = _read_limited(response.iter_raw(), read_limit)
                 status, pairs = response.status_code, response.headers.multi_items()
         except Exception as exc:
-            return Answer(
-                None,
-                error=exc,
-                kind=_kind(forbear_httpx.error_kind, exc),
-                elapsed=time.perf_counter() - start,
-            )
+            return _failed(exc, forbear_httpx.error_kind, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 
@@ -356,12 +357,7 @@ class RequestsSession(SyncSession):
                 data = response.content if read_limit is None else response.raw.read(read_limit)
                 status, pairs = response.status_code, list(response.headers.items())
         except Exception as exc:
-            return Answer(
-                None,
-                error=exc,
-                kind=_kind(forbear_requests.error_kind, exc),
-                elapsed=time.perf_counter() - start,
-            )
+            return _failed(exc, forbear_requests.error_kind, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 
@@ -408,24 +404,14 @@ class BackoffSession(SyncSession):
         except httpx.HTTPStatusError as exc:
             response = exc.response
         except Exception as exc:
-            return Answer(
-                None,
-                error=exc,
-                kind=_kind(forbear_httpx.error_kind, exc),
-                elapsed=time.perf_counter() - start,
-            )
+            return _failed(exc, forbear_httpx.error_kind, start)
         try:
             if read_limit is None:
                 data = response.read()
             else:
                 data = _read_limited(response.iter_raw(), read_limit)
         except Exception as exc:
-            return Answer(
-                None,
-                error=exc,
-                kind=_kind(forbear_httpx.error_kind, exc),
-                elapsed=time.perf_counter() - start,
-            )
+            return _failed(exc, forbear_httpx.error_kind, start)
         finally:
             response.close()
         pairs = response.headers.multi_items()
@@ -608,12 +594,7 @@ class HttpxAsyncSession(AsyncSession):
                     data = await _aread_limited(response.aiter_raw(), read_limit)
                 status, pairs = response.status_code, response.headers.multi_items()
         except Exception as exc:
-            return Answer(
-                None,
-                error=exc,
-                kind=_kind(forbear_httpx.error_kind, exc),
-                elapsed=time.perf_counter() - start,
-            )
+            return _failed(exc, forbear_httpx.error_kind, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 
@@ -655,12 +636,7 @@ class AiohttpSession(AsyncSession):
                     data = await _aread_limited(response.content.iter_any(), read_limit)
                 status, pairs = response.status, list(response.headers.items())
         except Exception as exc:
-            return Answer(
-                None,
-                error=exc,
-                kind=_kind(forbear_aiohttp.error_kind, exc),
-                elapsed=time.perf_counter() - start,
-            )
+            return _failed(exc, forbear_aiohttp.error_kind, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 
@@ -675,8 +651,6 @@ class Driver:
     factory: Callable[[Options], Session]
     #: Takes a `TokenSource` and adds ``Idempotency-Key`` / ``X-Request-Id`` headers itself.
     adds_headers: bool = True
-    #: Runs on an event loop (in a portal thread) rather than on the caller's thread.
-    is_async: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -696,17 +670,9 @@ def _async(cls: type[AsyncSession], backend: str) -> Callable[[Options], Session
 #: Every adapter, as the suite runs it.
 DRIVERS: tuple[Driver, ...] = (
     Driver("httpx-sync", HttpxSyncSession),
-    Driver("httpx-asyncio", _async(HttpxAsyncSession, "asyncio"), is_async=True),
-    Driver("httpx-trio", _async(HttpxAsyncSession, "trio"), is_async=True),
+    Driver("httpx-asyncio", _async(HttpxAsyncSession, "asyncio")),
+    Driver("httpx-trio", _async(HttpxAsyncSession, "trio")),
     Driver("requests", RequestsSession),
-    Driver("aiohttp", _async(AiohttpSession, "asyncio"), is_async=True),
+    Driver("aiohttp", _async(AiohttpSession, "asyncio")),
     Driver("backoff", BackoffSession, adds_headers=False),
 )
-
-
-def driver_named(name: str) -> Driver:
-    """The driver called ``name``."""
-    for driver in DRIVERS:
-        if driver.name == name:
-            return driver
-    raise KeyError(name)
