@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 bench-smoke: $(STAMP)
-	$(BIN)/python -m benchmarks.bench_decide --smoke
+	$(BIN)/python -m benchmarks.run --smoke
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.soak
