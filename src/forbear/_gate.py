@@ -84,6 +84,10 @@ class _Origin:
     header_rate: float | None = None
     #: The hold rate came from the server's behaviour, not from the first guess.
     measured: bool = False
+    #: Seconds since the last 429 during which the pacer held nobody back: the client was not
+    #: using the rate, so they taught nothing about it and do not count towards probing up.
+    idle_probe: float = 0.0
+    last_probe: float = float("-inf")
     paused_until: float = float("-inf")
     retries_waiting: int = field(default=0)
 
@@ -249,6 +253,7 @@ class HostGate:
             entry.rate = min(entry.rate, entry.hold_rate)
             entry.measured = True
         entry.last_429 = now
+        entry.idle_probe = 0.0
         if headers is not None:
             self._rate_from_headers(entry, headers)
 
@@ -260,9 +265,15 @@ class HostGate:
         if not entry.measured:
             # Only a first guess so far: double every half second until the server objects.
             entry.rate = entry.hold_rate * 2.0 ** min(calm / 0.5, 10.0)
-        elif calm > 1.0:
-            # Cubic growth from the hold: flat near the plateau, bolder once it stays calm.
-            entry.rate = entry.hold_rate * min(1.0 + 0.02 * (calm - 1.0) ** 3, 10.0)
+        else:
+            if now - entry.last_delayed > 0.5 and entry.last_probe > float("-inf"):
+                # Nobody waited on the pacer lately: the rate is not what limits the client.
+                entry.idle_probe += max(now - entry.last_probe, 0.0)
+            entry.last_probe = max(entry.last_probe, now)
+            busy = calm - entry.idle_probe
+            if busy > 1.0:
+                # Cubic growth from the hold: flat near the plateau, bolder once it stays calm.
+                entry.rate = entry.hold_rate * min(1.0 + 0.02 * (busy - 1.0) ** 3, 10.0)
 
     def _rate_from_headers(self, entry: _Origin, headers: Any) -> None:
         quota_policy = header_value(headers, "RateLimit-Policy") or header_value(
@@ -321,6 +332,7 @@ class HostGate:
                 entry.paced = True
                 entry.next_free = now
                 entry.last_429 = max(entry.last_429, now)
+                entry.idle_probe = 0.0
 
     def _maybe_sweep(self, now: float) -> None:
         if now - self._last_sweep < 60.0:

@@ -196,8 +196,8 @@ def test_run_of_429s_measures_the_server_rate_and_holds_at_095() -> None:
     assert gate.rate(ORIGIN) == pytest.approx(0.95 * measured, rel=0.03)
 
 
-def test_probing_is_flat_then_slow_then_bounded() -> None:
-    """After measuring, the rate holds for a second, then creeps up cubically, capped at 10x."""
+def measured_gate() -> tuple[HostGate, float, float]:
+    """A gate whose rate was measured in a run of 429s: (gate, the time, the hold rate)."""
     gate, _ = gate_at()
     now = successes(gate, 0.0, 1.0, per_second=1000)
     gate.observe(ORIGIN, refused(), {}, now=now)
@@ -205,8 +205,20 @@ def test_probing_is_flat_then_slow_then_bounded() -> None:
     gate.observe(ORIGIN, refused(), {}, now=now)
     hold = gate.rate(ORIGIN)
     assert hold is not None
+    return gate, now, hold
+
+
+def test_probing_is_flat_then_slow_then_bounded() -> None:
+    """A client held back by the pacer sees the rate hold for a second, then creep up, capped."""
+    gate, now, hold = measured_gate()
+    clock = now
 
     def rate_after(calm: float) -> float:
+        # A busy client: it asks for slots faster than the pacer gives them, right up to `calm`.
+        nonlocal clock
+        while clock < now + calm:
+            gate.delay(ORIGIN, now=clock)
+            clock += 0.5 / (gate.rate(ORIGIN) or 1.0)
         gate.delay(ORIGIN, now=now + calm)
         rate = gate.rate(ORIGIN)
         assert rate is not None
@@ -216,6 +228,14 @@ def test_probing_is_flat_then_slow_then_bounded() -> None:
     assert hold < rate_after(2.0) <= 1.05 * hold
     assert rate_after(4.0) > rate_after(3.0) > rate_after(2.0)
     assert rate_after(29.0) == pytest.approx(10 * hold)
+
+
+def test_probing_waits_while_the_client_does_not_use_the_rate() -> None:
+    """Seconds in which nobody waited on the pacer do not raise the rate."""
+    gate, now, hold = measured_gate()
+    for second in range(1, 20):  # one send a second: far below the paced rate
+        gate.delay(ORIGIN, now=now + second)
+    assert gate.rate(ORIGIN) == pytest.approx(hold)
 
 
 def test_unmeasured_first_guess_doubles_until_the_server_objects() -> None:
