@@ -228,18 +228,26 @@ async def _bounded(
 
 
 async def _crawl_httpx(
-    env: _Emulators, jobs: list[Job], tally: Tally, n: int, step: Progress
+    env: _Emulators, jobs: list[Job], tally: Tally, n: int, step: Progress, *, bare: bool = False
 ) -> None:
-    from forbear_httpx import RetryTransport
+    """Through `forbear_httpx.RetryTransport`, or (``bare``) through httpx alone."""
+    transport: Any = None
+    token: str | None = None
+    if bare:
+        token = await env.exchange_async()  # once: a bare client cannot re-exchange
+    else:
+        from forbear_httpx import RetryTransport
 
-    transport = RetryTransport(
-        policy=_POLICY, token=env.token(sync=False), idempotency_keys=True, on_event=tally.event
-    )
+        transport = RetryTransport(
+            policy=_POLICY, token=env.token(sync=False), idempotency_keys=True, on_event=tally.event
+        )
     limits = httpx.Limits(max_connections=n)
     async with httpx.AsyncClient(transport=transport, timeout=30.0, limits=limits) as client:
 
         async def one(job: Job) -> None:
             method, url, headers, body = env.request(job)
+            if token is not None and job.api == "sarucci":
+                headers["Authorization"] = f"Bearer {token}"
             try:
                 answer = await client.request(method, url, headers=headers, content=body)
                 tally.record(job, answer.status_code, answer.headers, answer.content)
@@ -253,22 +261,7 @@ async def _crawl_httpx(
 async def _crawl_bare(
     env: _Emulators, jobs: list[Job], tally: Tally, n: int, step: Progress
 ) -> None:
-    token = await env.exchange_async()
-    limits = httpx.Limits(max_connections=n)
-    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
-
-        async def one(job: Job) -> None:
-            method, url, headers, body = env.request(job)
-            if job.api == "sarucci":
-                headers["Authorization"] = f"Bearer {token}"
-            try:
-                answer = await client.request(method, url, headers=headers, content=body)
-                tally.record(job, answer.status_code, answer.headers, answer.content)
-            except (httpx.HTTPError, TokenExchangeError) as exc:
-                tally.record(job, None, {}, b"", type(exc).__name__)
-            step()
-
-        await _bounded(jobs, n, one)
+    await _crawl_httpx(env, jobs, tally, n, step, bare=True)
 
 
 async def _crawl_aiohttp(
