@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ._retry_after import header_value, parse_http_date
@@ -89,7 +89,6 @@ class _Origin:
     idle_probe: float = 0.0
     last_probe: float = float("-inf")
     paused_until: float = float("-inf")
-    retries_waiting: int = field(default=0)
 
 
 class HostGate:
