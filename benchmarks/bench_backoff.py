@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,19 +28,8 @@ import backoff
 import forbear_backoff
 import httpx
 
-_SERVER = """
-import sys, uvicorn
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
-            access_log=False, lifespan="off")
-"""
+from benchmarks._loopback import iqr as _iqr
+from benchmarks._loopback import ok_server as _server
 
 
 @dataclass
@@ -127,28 +112,6 @@ def micro(rounds: int, n: int) -> list[Row]:
 # -- 2. end-to-end ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _server() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
-    try:
-        deadline = time.monotonic() + 20.0
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the benchmark server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def _rate(fn: Callable[[], Any], n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
@@ -187,13 +150,6 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
 
 
 # -- report ----------------------------------------------------------------------------------
-
-
-def _iqr(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return (values[0], values[0])
-    quartiles = statistics.quantiles(values, n=4)
-    return (quartiles[0], quartiles[2])
 
 
 def _table(rows: list[Row]) -> str:

@@ -19,14 +19,10 @@ run that only checks numbers come out, ``--json PATH`` to keep the figures).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,22 +32,11 @@ from forbear_requests import RetryAdapter
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from benchmarks._loopback import iqr as _iqr
+from benchmarks._loopback import ok_server as _server
+
 _URL_PATH = "/items?page=1"
 _THREADS = 32
-
-_SERVER = """
-import sys, uvicorn
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
-            access_log=False, lifespan="off")
-"""
 
 
 @dataclass
@@ -130,28 +115,6 @@ def micro(rounds: int, n: int) -> list[Row]:
 
 
 # -- 2. end-to-end ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _server() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
-    try:
-        deadline = time.monotonic() + 20.0
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the benchmark server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _session(adapter: HTTPAdapter) -> requests.Session:
@@ -251,13 +214,6 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
 
 
 # -- report ----------------------------------------------------------------------------------
-
-
-def _iqr(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return (values[0], values[0])
-    quartiles = statistics.quantiles(values, n=4)
-    return (quartiles[0], quartiles[2])
 
 
 def _table(rows: list[Row]) -> str:
