@@ -16,12 +16,9 @@ that only checks numbers come out, ``--json PATH`` to keep the figures).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,23 +28,12 @@ from forbear_aiohttp import RetryMiddleware
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from benchmarks import _loopback
+from benchmarks._loopback import Row
 from benchmarks._loopback import iqr as _iqr
 from benchmarks._loopback import ok_server as _server
 
 _URL_PATH = "/items?page=1"
-
-
-@dataclass
-class Row:
-    """One line of the result table."""
-
-    name: str
-    bare: float
-    forbear: float
-    unit: str
-    #: forbear's extra cost: microseconds (in-process) or percent slower (end-to-end).
-    overhead: float
-    spread: tuple[float, float]
 
 
 # -- 1. in-process ---------------------------------------------------------------------------
@@ -177,37 +163,15 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
 # -- report ----------------------------------------------------------------------------------
 
 
-def _table(rows: list[Row]) -> str:
-    lines = [
-        f"{'benchmark':32} {'bare':>10} {'forbear':>10} {'unit':>7}  overhead (IQR)",
-        "-" * 84,
-    ]
-    for row in rows:
-        low, high = row.spread
-        if row.unit == "µs/req":
-            overhead = f"+{row.overhead:.2f} µs/req ({low:.2f} .. {high:.2f})"
-            values = f"{row.bare:10.2f} {row.forbear:10.2f}"
-        else:
-            overhead = f"{row.overhead:+.1f} % slower ({low:+.1f} .. {high:+.1f})"
-            values = f"{row.bare:10.0f} {row.forbear:10.0f}"
-        lines.append(f"{row.name:32} {values} {row.unit:>7}  {overhead}")
-    return "\n".join(lines)
+def measure(smoke: bool) -> list[Row]:
+    """Every row: tiny sizes when ``smoke``."""
+    if smoke:
+        return micro(rounds=3, n=500) + end_to_end(rounds=2, n=50)
+    return micro(rounds=31, n=20_000) + end_to_end(rounds=40, n=300)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes; check numbers appear")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        rows = micro(rounds=3, n=500) + end_to_end(rounds=2, n=50)
-    else:
-        rows = micro(rounds=31, n=20_000) + end_to_end(rounds=40, n=300)
-    print(_table(rows))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump([asdict(row) for row in rows], out, indent=2)
-    assert rows and all(row.bare > 0 and row.forbear > 0 for row in rows), "no figures measured"
+    _loopback.main(__doc__.splitlines()[0] if __doc__ else None, argv, measure)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,10 @@ run that only checks numbers come out, ``--json PATH`` to keep the figures).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import requests
@@ -32,24 +29,13 @@ from forbear_requests import RetryAdapter
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from benchmarks import _loopback
+from benchmarks._loopback import Row
 from benchmarks._loopback import iqr as _iqr
 from benchmarks._loopback import ok_server as _server
 
 _URL_PATH = "/items?page=1"
 _THREADS = 32
-
-
-@dataclass
-class Row:
-    """One line of the result table."""
-
-    name: str
-    bare: float
-    forbear: float
-    unit: str
-    #: forbear's extra cost: microseconds (in-process) or percent slower (end-to-end).
-    overhead: float
-    spread: tuple[float, float]
 
 
 # -- 1. in-process ---------------------------------------------------------------------------
@@ -216,37 +202,15 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
 # -- report ----------------------------------------------------------------------------------
 
 
-def _table(rows: list[Row]) -> str:
-    lines = [
-        f"{'benchmark':34} {'bare':>10} {'forbear':>10} {'unit':>7}  overhead (IQR)",
-        "-" * 84,
-    ]
-    for row in rows:
-        low, high = row.spread
-        if row.unit == "µs/req":
-            overhead = f"+{row.overhead:.2f} µs/req ({low:.2f} .. {high:.2f})"
-            values = f"{row.bare:10.2f} {row.forbear:10.2f}"
-        else:
-            overhead = f"{row.overhead:+.1f} % slower ({low:+.1f} .. {high:+.1f})"
-            values = f"{row.bare:10.0f} {row.forbear:10.0f}"
-        lines.append(f"{row.name:34} {values} {row.unit:>7}  {overhead}")
-    return "\n".join(lines)
+def measure(smoke: bool) -> list[Row]:
+    """Every row: tiny sizes when ``smoke``."""
+    if smoke:
+        return micro(rounds=3, n=500) + end_to_end(rounds=2, n=64)
+    return micro(rounds=31, n=20_000) + end_to_end(rounds=41, n=512)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes; check numbers appear")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        rows = micro(rounds=3, n=500) + end_to_end(rounds=2, n=64)
-    else:
-        rows = micro(rounds=31, n=20_000) + end_to_end(rounds=41, n=512)
-    print(_table(rows))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump([asdict(row) for row in rows], out, indent=2)
-    assert rows and all(row.bare > 0 and row.forbear > 0 for row in rows), "no figures measured"
+    _loopback.main(__doc__.splitlines()[0] if __doc__ else None, argv, measure)
 
 
 if __name__ == "__main__":
