@@ -12,7 +12,6 @@ from typing import Any
 from . import profiles
 from ._budget import RetryBudget
 from ._decide import REASONS, decide
-from ._driver import IDEMPOTENCY_KEY_METHODS, Retrier, RetryCall
 from ._errors import (
     MAX_ERROR_BODY,
     MAX_ERROR_MESSAGE,
@@ -29,7 +28,21 @@ from ._errors import (
     Unprocessable,
     parse_error,
 )
-from ._events import Event, EventHook, redact_url
+from ._events import Event, EventHook, redact_url, subscribe
+from ._flow import (
+    IDEMPOTENCY_KEY_METHODS,
+    RELEASE_BYTES,
+    RELEASE_SECONDS,
+    AsyncAdapter,
+    Call,
+    Retrier,
+    SyncAdapter,
+    add_note,
+    drain_length,
+    overrides,
+    process_budget,
+    process_gate,
+)
 from ._gate import HostGate, origin_of
 from ._policy import (
     DEFAULT_MAX_ATTEMPTS,
@@ -43,7 +56,7 @@ from ._policy import (
     Policy,
 )
 from ._retry_after import header_value, parse_http_date, parse_retry_after
-from ._state import NEVER_SENT_ERRORS, Action, Decision, ErrorKind, Outcome, RetryState
+from ._state import NEVER_SENT_ERRORS, Action, Decision, ErrorKind, Outcome, Reason, RetryState
 from ._token import TokenExchangeError, TokenSource
 
 __all__ = [
@@ -58,10 +71,14 @@ __all__ = [
     "MAX_ERROR_MESSAGE",
     "NEVER_SENT_ERRORS",
     "REASONS",
+    "RELEASE_BYTES",
+    "RELEASE_SECONDS",
     "APIError",
+    "AsyncAdapter",
     "Action",
     "Backoff",
     "BadRequest",
+    "Call",
     "Conflict",
     "Decision",
     "ErrorInfo",
@@ -76,23 +93,30 @@ __all__ = [
     "Outcome",
     "Policy",
     "RateLimited",
+    "Reason",
     "Retrier",
     "RetryBudget",
-    "RetryCall",
     "RetryState",
     "ServerError",
     "TokenExchangeError",
     "TokenSource",
     "Unauthorized",
+    "SyncAdapter",
     "Unprocessable",
+    "add_note",
     "decide",
+    "drain_length",
     "header_value",
     "origin_of",
     "parse_error",
     "parse_http_date",
+    "overrides",
     "parse_retry_after",
+    "process_budget",
+    "process_gate",
     "profiles",
     "redact_url",
+    "subscribe",
 ]
 
 

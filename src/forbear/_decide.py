@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import Final
 
 from ._policy import Jitter, Policy
-from ._retry_after import parse_retry_after, reset_from_fields, wait_fields
-from ._state import NEVER_SENT_ERRORS, Action, Decision, Outcome, RetryState
+from ._retry_after import parse_retry_after, reset_from_fields, retry_after_is_date, wait_fields
+from ._state import NEVER_SENT_ERRORS, Action, Decision, Outcome, Reason, RetryState
 
 __all__ = ["REASONS", "decide"]
 
-#: Every reason slug `decide` can give, with its meaning. Docs and tests read this table.
-REASONS: Final[dict[str, str]] = {
-    "success": "a 1xx/2xx/3xx answer: handed back",
-    "not-retryable": "a status no rule retries (most 4xx): handed back",
-    "reauth": "a 401 with a token source: re-exchange the token, then re-send once",
-    "reauth-exhausted": "a second 401 after the re-exchange: handed back",
-    "not-safe-to-retry": "the request may have reached the server and is not idempotent",
-    "body-not-replayable": "the body was a one-shot stream: it cannot be sent again",
-    "retry-after": "the server named a wait (Retry-After): waited in full",
-    "rate-limit-reset": "the server named its rate-limit reset: waited in full",
-    "backoff": "no wait named: exponential backoff with jitter",
-    "attempts-exhausted": "the next send would exceed Policy.max_attempts",
-    "wait-exceeds-max": "the server asked for longer than Policy.max_wait",
-    "deadline-exceeded": "the wait would pass Policy.deadline",
-    "budget-exhausted": "the retry budget is spent (outage protection)",
-}
+#: Every reason `decide` can give, by slug, with its meaning. Docs and tests read this table.
+REASONS: Final[dict[str, str]] = {reason.value: reason.description for reason in Reason}
 
 #: Most jitter ever added on top of a server-named wait, in seconds.
 _MAX_RETRY_AFTER_JITTER = 1.0
@@ -51,27 +38,30 @@ def decide(
     now: float | None = None,
     wall: float | None = None,
     rng: random.Random | None = None,
+    admit: Callable[[], bool] | None = None,
 ) -> Decision:
     """What to do after ``outcome``: RETURN, RETRY (after ``wait``), REAUTH or GIVE_UP.
 
     ``now`` is monotonic time (for the deadline), ``wall`` Unix time (for HTTP-dates) and
-    ``rng`` the source of jitter; each defaults to the real thing when omitted.
+    ``rng`` the source of jitter; each defaults to the real thing when omitted. ``admit`` is
+    the retry budget's admission: called once for a retry the other rules allow, except after
+    a 429 (a rate limit is paced by the gate, not refused by the budget); False gives up.
     """
     status = outcome.status
     attempt = state.sends
     if outcome.kind is None:
         if status is None or status < 400:
-            return Decision(Action.RETURN, 0.0, "success", attempt, status)
+            return Decision(Action.RETURN, 0.0, Reason.SUCCESS, attempt, status)
         if status == 401 and state.can_reauth:
             if state.reauths >= policy.max_reauths:
-                return Decision(Action.RETURN, 0.0, "reauth-exhausted", attempt, status)
+                return Decision(Action.RETURN, 0.0, Reason.REAUTH_EXHAUSTED, attempt, status)
             # A re-exchange means a re-send: a one-shot body would go out empty.
             if not state.replayable:
-                return Decision(Action.RETURN, 0.0, "body-not-replayable", attempt, status)
-            return Decision(Action.REAUTH, 0.0, "reauth", attempt, status)
+                return Decision(Action.RETURN, 0.0, Reason.BODY_NOT_REPLAYABLE, attempt, status)
+            return Decision(Action.REAUTH, 0.0, Reason.REAUTH, attempt, status)
         if status not in policy.retry_statuses:
-            return Decision(Action.RETURN, 0.0, "not-retryable", attempt, status)
-    return _retry(policy, state, outcome, attempt, now, wall, rng)
+            return Decision(Action.RETURN, 0.0, Reason.NOT_RETRYABLE, attempt, status)
+    return _retry(policy, state, outcome, attempt, now, wall, rng, admit)
 
 
 def _retry(
@@ -82,10 +72,11 @@ def _retry(
     now: float | None,
     wall: float | None,
     rng: random.Random | None,
+    admit: Callable[[], bool] | None,
 ) -> Decision:
     status, kind = outcome.status, outcome.kind
     if not state.replayable:
-        return Decision(Action.RETURN, 0.0, "body-not-replayable", attempt, status, kind)
+        return Decision(Action.RETURN, 0.0, Reason.BODY_NOT_REPLAYABLE, attempt, status, kind)
     safe = (
         status == 429
         or kind in NEVER_SENT_ERRORS
@@ -93,48 +84,60 @@ def _retry(
         or state.has_idempotency_key
     )
     if not safe:
-        return Decision(Action.RETURN, 0.0, "not-safe-to-retry", attempt, status, kind)
+        return Decision(Action.RETURN, 0.0, Reason.NOT_SAFE_TO_RETRY, attempt, status, kind)
 
-    server_wait, reason = _server_wait(policy, outcome, wall)
+    server_wait, reason, dated = _server_wait(policy, outcome, wall)
     if state.attempts >= policy.max_attempts:
-        return _give_up("attempts-exhausted", attempt, outcome, server_wait)
+        return _give_up(Reason.ATTEMPTS_EXHAUSTED, attempt, outcome, server_wait, dated)
     rng = _module_rng if rng is None else rng
     if server_wait is not None:
         if server_wait > policy.max_wait:
-            return _give_up("wait-exceeds-max", attempt, outcome, server_wait)
+            return _give_up(Reason.WAIT_EXCEEDS_MAX, attempt, outcome, server_wait, dated)
         # A floor, never shortened: jitter only adds, so released clients spread out a little.
         extra = min(server_wait * policy.retry_after_jitter, _MAX_RETRY_AFTER_JITTER)
         wait = min(server_wait + extra * rng.random(), max(policy.max_wait, server_wait))
     else:
-        reason = "backoff"
         wait = min(_backoff(policy, state, rng), policy.max_wait)
     if policy.deadline is not None:
         elapsed = (time.monotonic() if now is None else now) - state.started
         if elapsed + wait > policy.deadline:
-            return _give_up("deadline-exceeded", attempt, outcome, server_wait)
-    return Decision(Action.RETRY, wait, reason, attempt, status, kind, server_wait)
+            return _give_up(Reason.DEADLINE_EXCEEDED, attempt, outcome, server_wait, dated)
+    # The budget is asked last, so a retry refused by another rule never spends it.
+    if admit is not None and status != 429 and not admit():
+        return _give_up(Reason.BUDGET_EXHAUSTED, attempt, outcome, server_wait, dated)
+    return Decision(Action.RETRY, wait, reason, attempt, status, kind, server_wait, dated)
 
 
-def _give_up(reason: str, attempt: int, outcome: Outcome, server_wait: float | None) -> Decision:
-    return Decision(Action.GIVE_UP, 0.0, reason, attempt, outcome.status, outcome.kind, server_wait)
+def _give_up(
+    reason: Reason, attempt: int, outcome: Outcome, server_wait: float | None, dated: bool
+) -> Decision:
+    return Decision(
+        Action.GIVE_UP, 0.0, reason, attempt, outcome.status, outcome.kind, server_wait, dated
+    )
 
 
-def _server_wait(policy: Policy, outcome: Outcome, wall: float | None) -> tuple[float | None, str]:
+_NO_WAIT: Final = (None, Reason.BACKOFF, False)
+
+
+def _server_wait(
+    policy: Policy, outcome: Outcome, wall: float | None
+) -> tuple[float | None, Reason, bool]:
+    """The wait the server named, the reason naming its source, and whether it was a date."""
     if outcome.status is None:
-        return None, "backoff"
+        return _NO_WAIT
     fields = wait_fields(outcome.headers)
     if not fields:
-        return None, "backoff"
+        return _NO_WAIT
     value = fields.get("retry-after")
     if value is not None:
         wait = parse_retry_after(value, wall=wall)
         if wait is not None:
-            return wait, "retry-after"
+            return wait, Reason.RETRY_AFTER, retry_after_is_date(value)
     if policy.rate_limit_headers:
         wait = reset_from_fields(fields, status=outcome.status, wall=wall)
         if wait is not None:
-            return wait, "rate-limit-reset"
-    return None, "backoff"
+            return wait, Reason.RATE_LIMIT_RESET, False
+    return _NO_WAIT
 
 
 def _backoff(policy: Policy, state: RetryState, rng: random.Random) -> float:

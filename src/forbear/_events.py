@@ -8,12 +8,13 @@ than the server's request id is ever copied.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._state import Action, Decision, ErrorKind
+from ._state import Action, Decision, ErrorKind, Reason
 
-__all__ = ["Event", "EventHook", "logger", "redact_url"]
+__all__ = ["Event", "EventHook", "logger", "redact_url", "subscribe", "subscribers"]
 
 #: The library's logger: retries at INFO, every other decision at DEBUG.
 logger = logging.getLogger("forbear")
@@ -40,7 +41,7 @@ class Event:
     #: Seconds waited before the next send.
     wait: float
     #: The decision's stable slug (see `forbear.REASONS`).
-    reason: str
+    reason: Reason
     #: The response status, or None for a transport error.
     status: int | None
     #: The transport error's kind, or None for a response.
@@ -81,3 +82,35 @@ class Event:
 
 
 EventHook = Callable[[Event], None]
+
+
+class _Hub:
+    """The process's event subscribers: a tuple, replaced whole, so readers need no lock."""
+
+    hooks: tuple[EventHook, ...] = ()
+    lock = threading.Lock()
+
+
+def subscribe(hook: EventHook) -> Callable[[], None]:
+    """Call ``hook`` with every `Event` of every adapter in this process; returns unsubscribe.
+
+    For instrumentation (metrics, traces) that must see all clients without touching each.
+    Costs nothing while no one subscribes. A hook must be quick and must not raise: it runs
+    inside the request, on the thread or task that made it.
+    """
+    with _Hub.lock:
+        _Hub.hooks = (*_Hub.hooks, hook)
+
+    def unsubscribe() -> None:
+        with _Hub.lock:
+            hooks = list(_Hub.hooks)
+            if hook in hooks:
+                hooks.remove(hook)
+            _Hub.hooks = tuple(hooks)
+
+    return unsubscribe
+
+
+def subscribers() -> tuple[EventHook, ...]:
+    """The hooks `subscribe` registered, in order."""
+    return _Hub.hooks

@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._retry_after import header_value, parse_http_date
-from ._state import Decision
+from ._retry_after import header_value
+from ._state import Decision, Reason
 
 __all__ = ["HostGate", "origin_of"]
 
@@ -139,6 +139,22 @@ class HostGate:
             now = self._clock() if now is None else now
             return self._reserve(entry, now)
 
+    def succeeded(
+        self, key: str, headers: Mapping[str, str] | Any = None, now: float = 0.0
+    ) -> None:
+        """Learn from a success to ``key`` at monotonic ``now`` (the happy path: no lock)."""
+        entry = self._origins.get(key)
+        if entry is not None and not entry.paced and now - entry.window_start < 1.0:
+            entry.window_successes += 1
+            return
+        # Once a second (or while paced), roll the window and keep the origin alive, locked.
+        with self._lock:
+            if entry is None:
+                entry = self._origins[key] = _Origin(last_seen=now, window_start=now)
+                self._maybe_sweep(now)
+            entry.last_seen = now
+            self._on_success(entry, now, headers)
+
     def observe(
         self,
         key: str,
@@ -148,30 +164,25 @@ class HostGate:
         now: float | None = None,
     ) -> None:
         """Learn from one judged attempt: a success, a 429, or a wait worth pausing for."""
+        now = self._clock() if now is None else now
         status = decision.status
-        entry = self._origins.get(key)
-        if entry is not None and status is not None and status < 400 and not entry.paced:
-            now = self._clock() if now is None else now
-            if now - entry.window_start < 1.0:
-                entry.window_successes += 1  # the happy path: one counter, no lock
-                return
-            # Once a second, roll the window (and keep the origin alive) under the lock.
+        if status is not None and status < 400:
+            self.succeeded(key, headers, now)
+            return
         with self._lock:
-            now = self._clock() if now is None else now
+            entry = self._origins.get(key)
             if entry is None:
                 entry = self._origins[key] = _Origin(last_seen=now, window_start=now)
                 self._maybe_sweep(now)
             entry.last_seen = now
-            if status is not None and status < 400:
-                self._on_success(entry, now, headers)
-            elif status == 429:
+            if status == 429:
                 self._on_rate_limited(entry, now, headers)
             if (
                 decision.retry_after is not None
                 and decision.retry_after > 0.0
-                and decision.reason != "wait-exceeds-max"  # a wait nobody honours pauses nobody
+                and decision.reason is not Reason.WAIT_EXCEEDS_MAX  # nobody honours it
             ):
-                self._maybe_pause(entry, now, decision, headers)
+                self._maybe_pause(entry, now, decision)
 
     def rate(self, key: str) -> float | None:
         """The pacing rate for ``key`` in sends per second, or None while it is not paced."""
@@ -193,7 +204,10 @@ class HostGate:
             if entry.paused_until <= now:
                 entry.paused_until = float("-inf")
             return start - now
-        if now - entry.last_429 > self._calm_after and now - entry.last_delayed > self._calm_after:
+        # Calm counts from the end of a pause: requests that waited out a long pause on their
+        # own are released by the pacer, not all at once.
+        quiet_since = max(entry.last_429, entry.last_delayed, entry.paused_until)
+        if now - quiet_since > self._calm_after:
             entry.paced = False  # calm for a while: back to the free path
             return start - now
         if not entry.measured:
@@ -312,16 +326,9 @@ class HostGate:
             entry.header_rate = max(left / reset_seconds, 0.01)
             entry.rate = entry.hold_rate = entry.header_rate
 
-    def _maybe_pause(self, entry: _Origin, now: float, decision: Decision, headers: Any) -> None:
+    def _maybe_pause(self, entry: _Origin, now: float, decision: Decision) -> None:
         wait = decision.retry_after or 0.0
-        informative = (
-            decision.status == 503
-            or wait >= self._pause_after
-            or (
-                headers is not None
-                and parse_http_date(header_value(headers, "Retry-After") or "") is not None
-            )
-        )
+        informative = decision.status == 503 or wait >= self._pause_after or decision.dated
         if informative:
             entry.paused_until = max(entry.paused_until, now + wait)
             if not entry.paced:

@@ -21,6 +21,7 @@ __all__ = [
     "parse_http_date",
     "parse_retry_after",
     "rate_limit_reset",
+    "retry_after_is_date",
     "reset_from_fields",
     "wait_fields",
 ]
@@ -176,10 +177,35 @@ def parse_retry_after(value: str | None, *, wall: float | None = None) -> float 
     if single is not None or "," not in value:
         return single
     # A repeated field arrives joined by commas. Identical repeats are one value; anything
-    # else is a conflict. (An HTTP-date has a comma of its own and parsed above.)
+    # else is a conflict. An HTTP-date has a comma of its own, so repeats are found by length.
+    repeated = _repeated(value)
+    return None if repeated is None else _parse_one(repeated, wall)
+
+
+def retry_after_is_date(value: str) -> bool:
+    """Whether a valid ``Retry-After`` value names an HTTP-date (an absolute time)."""
+    value = value.strip(" \t")
+    if _DELTA.fullmatch(value):
+        return False
+    return parse_http_date(_repeated(value) or value) is not None
+
+
+#: The most repeats of one ``Retry-After`` value recognised as one value.
+_MAX_REPEATS = 8
+
+
+def _repeated(value: str) -> str | None:
+    """The one value ``value`` repeats, joined by commas (``"2, 2"``, two equal dates), or None."""
     parts = {part.strip(" \t") for part in value.split(",")}
     if len(parts) == 1:
-        return _parse_one(parts.pop(), wall)
+        return parts.pop()
+    for separator in (", ", ","):
+        for count in range(2, _MAX_REPEATS + 1):
+            width, extra = divmod(len(value) + len(separator), count)
+            if extra == 0 and width > len(separator):
+                part = value[: width - len(separator)]
+                if separator.join([part] * count) == value:
+                    return part.strip(" \t")
     return None
 
 

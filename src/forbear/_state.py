@@ -13,7 +13,15 @@ from typing import Any, NamedTuple
 
 from ._retry_after import header_value
 
-__all__ = ["NEVER_SENT_ERRORS", "Action", "Decision", "ErrorKind", "Outcome", "RetryState"]
+__all__ = [
+    "NEVER_SENT_ERRORS",
+    "Action",
+    "Decision",
+    "ErrorKind",
+    "Outcome",
+    "Reason",
+    "RetryState",
+]
 
 
 class Action(str, Enum):
@@ -44,6 +52,65 @@ class ErrorKind(str, Enum):
     DISCONNECT = "disconnect"
     #: The server broke HTTP framing: it may have acted on the request.
     PROTOCOL = "protocol"
+
+
+class Reason(str, Enum):
+    """Why `decide` chose its action. The values are stable slugs, safe to log and match on."""
+
+    #: A 1xx/2xx/3xx answer: handed back.
+    SUCCESS = "success"
+    #: A status no rule retries (most 4xx): handed back.
+    NOT_RETRYABLE = "not-retryable"
+    #: A 401 with a token source: re-exchange the token, then re-send once.
+    REAUTH = "reauth"
+    #: A second 401 after the re-exchange: handed back.
+    REAUTH_EXHAUSTED = "reauth-exhausted"
+    #: The request may have reached the server and is not idempotent: handed back.
+    NOT_SAFE_TO_RETRY = "not-safe-to-retry"
+    #: The body was a one-shot stream: it cannot be sent again.
+    BODY_NOT_REPLAYABLE = "body-not-replayable"
+    #: The server named a wait (``Retry-After``): waited in full.
+    RETRY_AFTER = "retry-after"
+    #: The server named its rate-limit reset (``RateLimit``, ``X-RateLimit-Reset``, ...).
+    RATE_LIMIT_RESET = "rate-limit-reset"
+    #: No wait named: exponential backoff with jitter.
+    BACKOFF = "backoff"
+    #: The next send would exceed `Policy.max_attempts`.
+    ATTEMPTS_EXHAUSTED = "attempts-exhausted"
+    #: The server asked for longer than `Policy.max_wait`.
+    WAIT_EXCEEDS_MAX = "wait-exceeds-max"
+    #: The wait would pass `Policy.deadline`.
+    DEADLINE_EXCEEDED = "deadline-exceeded"
+    #: The retry budget is spent (outage protection); a 429 never spends it.
+    BUDGET_EXHAUSTED = "budget-exhausted"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def description(self) -> str:
+        """One line saying what the reason means (for docs and ``forbear explain``)."""
+        return _REASON_TEXT[self]
+
+
+_REASON_TEXT: dict[Reason, str] = {
+    Reason.SUCCESS: "a 1xx/2xx/3xx answer: handed back",
+    Reason.NOT_RETRYABLE: "a status no rule retries (most 4xx): handed back",
+    Reason.REAUTH: "a 401 with a token source: re-exchange the token, then re-send once",
+    Reason.REAUTH_EXHAUSTED: "a second 401 after the re-exchange: handed back",
+    Reason.NOT_SAFE_TO_RETRY: "the request may have reached the server and is not idempotent",
+    Reason.BODY_NOT_REPLAYABLE: "the body was a one-shot stream: it cannot be sent again",
+    Reason.RETRY_AFTER: "the server named a wait (Retry-After): waited in full",
+    Reason.RATE_LIMIT_RESET: "the server named its rate-limit reset: waited in full",
+    Reason.BACKOFF: "no wait named: exponential backoff with jitter",
+    Reason.ATTEMPTS_EXHAUSTED: "the next send would exceed Policy.max_attempts",
+    Reason.WAIT_EXCEEDS_MAX: "the server asked for longer than Policy.max_wait",
+    Reason.DEADLINE_EXCEEDED: "the wait would pass Policy.deadline",
+    Reason.BUDGET_EXHAUSTED: "the retry budget is spent (outage protection)",
+}
 
 
 #: Error kinds after which the request certainly did not reach the server.
@@ -78,8 +145,8 @@ class Decision(NamedTuple):
     action: Action
     #: Seconds to wait before the next send (0.0 unless the action is RETRY).
     wait: float
-    #: A short stable slug saying why: "success", "retry-after", "backoff", ...
-    reason: str
+    #: Why: a `Reason`, whose value is a short stable slug ("success", "retry-after", ...).
+    reason: Reason
     #: The number of the send that was judged (1-based; re-sends after a re-exchange included).
     attempt: int
     #: The response status judged, or None for a transport error.
@@ -88,6 +155,9 @@ class Decision(NamedTuple):
     kind: ErrorKind | None = None
     #: The server's requested wait as read from its headers, when it named a valid one.
     retry_after: float | None = None
+    #: The server's wait was an absolute time (an HTTP-date, an epoch reset): it says when the
+    #: server expects traffic again, not merely "later", so the gate may pause the whole origin.
+    dated: bool = False
 
     def describe(self) -> str:
         """One line for humans and exception notes: never contains header values."""
@@ -141,7 +211,7 @@ class RetryState(NamedTuple):
         """The state of a logical request about to make its first send."""
         return cls(
             method if method.isupper() else method.upper(),
-            header_value(headers, "Idempotency-Key") is not None,
+            _has_key(headers),
             can_reauth,
             replayable,
             time.monotonic() if now is None else now,
@@ -167,3 +237,9 @@ class RetryState(NamedTuple):
         """The attempt history as an exception note: statuses, actions, waits; no secrets."""
         lines = "; ".join(decision.describe() for decision in self.history)
         return f"forbear: {self.method} made {self.sends} send(s): {lines}"
+
+
+def _has_key(headers: Mapping[str, str] | Any) -> bool:
+    """Whether ``headers`` carry a non-empty ``Idempotency-Key`` (an empty one keys nothing)."""
+    value = header_value(headers, "Idempotency-Key")
+    return value is not None and value.strip(" \t,") != ""

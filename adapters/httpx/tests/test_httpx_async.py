@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from forbear import Backoff, Policy, TokenSource
-from forbear.testing import FaultServer, RawFaults, RawMode, Reply, serve
 from forbear_httpx import RetryTransport
+from forbear_testing import FaultServer, RawFaults, RawMode, Reply, serve
 
 pytestmark = pytest.mark.anyio
 

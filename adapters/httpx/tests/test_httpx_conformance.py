@@ -16,7 +16,8 @@ from forbear.testing import (
     arun_scenario,
     run_scenario,
 )
-from forbear_httpx import RetryTransport, error_kind
+from forbear_httpx import RetryTransport
+from forbear_httpx._errors import error_kind
 
 
 def _failure(exc: httpx.TransportError) -> Result:

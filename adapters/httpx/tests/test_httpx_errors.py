@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from forbear import ErrorKind
-from forbear_httpx import error_kind
+from forbear_httpx._errors import error_kind
 
 
 @pytest.mark.parametrize(

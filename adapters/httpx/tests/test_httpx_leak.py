@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from forbear import Backoff, Policy
-from forbear.testing import FaultServer, Reply
 from forbear_httpx import RetryTransport
+from forbear_testing import FaultServer, Reply
 
 pytestmark = pytest.mark.anyio
 

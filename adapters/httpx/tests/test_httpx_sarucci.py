@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from forbear import TokenSource, profiles
-from forbear.testing import Faults, SarucciAPI
 from forbear_httpx import RetryTransport
+from forbear_testing import Faults, SarucciAPI
 
 COMPANY = "/v1/partner/companies/cmp_demo"
 

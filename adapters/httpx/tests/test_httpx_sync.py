@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+import forbear
 from forbear import Backoff, Event, HostGate, Policy, RetryBudget, TokenExchangeError, TokenSource
-from forbear.testing import FaultServer, RawFaults, RawMode, Reply, serve
 from forbear_httpx import RetryTransport
+from forbear_testing import FaultServer, RawFaults, RawMode, Reply, serve
 
 FAST = Policy(backoff=Backoff(initial=0.01, max=0.05))
 MIB = 1 << 20
@@ -145,10 +146,10 @@ def test_client_close_closes_the_inner_transport(fault_server: FaultServer) -> N
 def test_default_inner_transport_is_made_on_first_use(fault_server: FaultServer) -> None:
     """Without a transport given, one `httpx.HTTPTransport` is made for the sync side only."""
     transport = RetryTransport(policy=FAST)
-    assert transport.transport is None
+    assert transport.inner is None
     with httpx.Client(transport=transport) as http:
         assert http.get(fault_server.url + "/").status_code == 200
-    assert transport.transport is None
+    assert transport.inner is None
     assert len(fault_server.arrivals("/")) == 1
 
 
@@ -447,11 +448,11 @@ def test_events_report_each_decision_without_secrets(fault_server: FaultServer) 
 
 
 def test_gate_and_budget_are_per_transport_unless_shared() -> None:
-    """Each transport gets its own gate and budget; passing the same objects shares them."""
+    """Transports share the process's gate and budget unless given their own, or None."""
     gate, budget = HostGate(), RetryBudget()
     first, second = RetryTransport(), RetryTransport()
-    assert first.retrier.gate is not second.retrier.gate
-    assert first.retrier.budget is not second.retrier.budget
+    assert first.retrier.gate is second.retrier.gate is forbear.process_gate()
+    assert first.retrier.budget is second.retrier.budget is forbear.process_budget()
     shared = [RetryTransport(gate=gate, budget=budget) for _ in range(2)]
     assert all(t.retrier.gate is gate and t.retrier.budget is budget for t in shared)
     assert RetryTransport(gate=None, budget=None).retrier.gate is None

@@ -1,7 +1,8 @@
 """forbear-httpx: `RetryTransport` for httpx, sync and async (asyncio and trio).
 
 ``httpx.Client(transport=RetryTransport())`` and ``httpx.AsyncClient(transport=RetryTransport())``
-retry the way the server asks: the rules are forbear's core, this package only speaks httpx.
+retry the way the server asks: the rules and the loop are forbear's core; this package only
+speaks httpx.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ except ImportError as exc:  # pragma: no cover - httpx is a dependency of this d
         "forbear_httpx needs httpx: install it with `pip install forbear-httpx`"
     ) from exc
 
-from ._errors import ERROR_KINDS, error_kind
-from ._transport import DRAIN_LIMIT, OVERRIDE_KEYS, RetryTransport
+from ._transport import RetryTransport
 
-__all__ = ["DRAIN_LIMIT", "ERROR_KINDS", "OVERRIDE_KEYS", "RetryTransport", "error_kind"]
+__all__ = ["RetryTransport"]
 
 
 def __getattr__(name: str) -> Any:

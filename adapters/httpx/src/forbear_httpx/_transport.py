@@ -1,85 +1,72 @@
-"""`RetryTransport`: one httpx transport, sync and async, that runs forbear's retry loop.
+"""`RetryTransport`: one httpx transport, sync and async, on forbear's one retry loop.
 
-The loop itself is `forbear.RetryCall`'s (see its module docstring); this module only maps
-httpx's types onto it: it sends through the wrapped transport, releases discarded responses,
-sleeps (`time.sleep` / `anyio.sleep`, so asyncio and trio alike), and re-raises. No retry rule
-lives here: which status, error, method or body may be retried, and how long to wait, is the
-core's to say.
+The loop is the core's (`forbear.Retrier.run_sync` / `run_async`); this module only says how
+httpx sends a request with extra headers, how its responses and errors read as outcomes,
+whether a body can be sent again, and how a discarded response is released.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import threading
-import time
 from collections.abc import Mapping
-from types import TracebackType
+from types import EllipsisType, TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 
 from forbear import (
-    Action,
+    RELEASE_SECONDS,
+    ErrorKind,
     EventHook,
     HostGate,
+    Outcome,
     Policy,
     Retrier,
     RetryBudget,
-    RetryCall,
     TokenSource,
+    drain_length,
 )
 
 from ._errors import error_kind
 
-__all__ = ["DRAIN_LIMIT", "OVERRIDE_KEYS", "RetryTransport"]
-
-#: The keys `RetryTransport` reads from ``request.extensions["forbear"]``.
-OVERRIDE_KEYS: frozenset[str] = frozenset({"policy", "retries"})
-
-#: A discarded response whose ``Content-Length`` is at most this many bytes is read before it
-#: is closed, so its connection goes back to the pool; a larger or unsized one is just closed.
-DRAIN_LIMIT = 64 * 1024
-
-_DEFAULT_POLICY = Policy()
-_FINAL = (Action.RETURN, Action.GIVE_UP)
+__all__ = ["RetryTransport"]
 
 T = TypeVar("T", bound="RetryTransport")
+_WHERE = 'extensions["forbear"]'
 
 
 class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     """An httpx transport that retries the way the server asks, for sync and async clients.
 
-    Wraps ``transport`` (by default an `httpx.HTTPTransport` for a sync client and an
-    `httpx.AsyncHTTPTransport` for an async one, each created on first use) and delegates
-    ``close``/``aclose`` and the context managers to it. ``gate`` and ``budget`` default to a
-    fresh `HostGate` / `RetryBudget` for this transport; pass the same objects to several
-    transports to share them, or ``None`` to go without.
-
-    Per request, ``extensions={"forbear": {...}}`` takes ``"policy"`` (a `Policy` for this
-    request) and ``"retries"`` (``False``: one send, no retry and no re-exchange).
+    Wraps ``inner`` (by default an `httpx.HTTPTransport` for a sync client and an
+    `httpx.AsyncHTTPTransport` for an async one, each made on first use) and delegates
+    ``close``/``aclose`` and the context managers to it. ``gate`` and ``budget`` default to the
+    process's (shared by every client in it); pass objects to narrow or widen the scope, or
+    None to go without. Per request, ``extensions={"forbear": {...}}`` takes ``"policy"`` (a
+    `Policy`) and ``"retries"`` (False: one send, no retry and no re-exchange).
     """
 
     def __init__(
         self,
-        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        inner: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         *,
-        policy: Policy = _DEFAULT_POLICY,
+        policy: Policy | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | bool | None = True,
-        budget: RetryBudget | bool | None = True,
+        gate: HostGate | EllipsisType | None = ...,
+        budget: RetryBudget | EllipsisType | None = ...,
         idempotency_keys: bool = False,
         request_ids: bool = False,
         on_event: EventHook | None = None,
     ) -> None:
-        if transport is not None and not isinstance(
-            transport, (httpx.BaseTransport, httpx.AsyncBaseTransport)
+        if inner is not None and not isinstance(
+            inner, (httpx.BaseTransport, httpx.AsyncBaseTransport)
         ):
             raise TypeError(
-                "transport must be an httpx.BaseTransport or httpx.AsyncBaseTransport, "
-                f"got {type(transport).__name__}"
+                "inner must be an httpx.BaseTransport or httpx.AsyncBaseTransport, "
+                f"got {type(inner).__name__}"
             )
+        #: The retry loop and what it shares: policy, gate, budget, token source, events.
         self.retrier = Retrier(
             policy=policy,
             token=token,
@@ -89,52 +76,47 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             request_ids=request_ids,
             on_event=on_event,
         )
-        self._given = transport
-        self._sync = transport if isinstance(transport, httpx.BaseTransport) else None
-        self._async = transport if isinstance(transport, httpx.AsyncBaseTransport) else None
+        self.inner = inner
+        self._sync = _SyncSide(inner) if isinstance(inner, httpx.BaseTransport) else None
+        self._async = _AsyncSide(inner) if isinstance(inner, httpx.AsyncBaseTransport) else None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        inner = "default" if self._given is None else type(self._given).__name__
+        inner = "default" if self.inner is None else type(self.inner).__name__
         return f"RetryTransport({inner}, policy={self.retrier.policy!r})"
 
     # -- the wrapped transports ----------------------------------------------------------
 
-    @property
-    def transport(self) -> httpx.BaseTransport | httpx.AsyncBaseTransport | None:
-        """The transport given to the constructor (None when forbear makes its own)."""
-        return self._given
-
-    def _sync_transport(self) -> httpx.BaseTransport:
-        transport = self._sync
-        if transport is None:
-            if self._given is not None:
+    def _sync_side(self) -> _SyncSide:
+        side = self._sync
+        if side is None:
+            if self.inner is not None:
                 raise TypeError(
-                    f"RetryTransport wraps {type(self._given).__name__}, an async transport; "
+                    f"RetryTransport wraps {type(self.inner).__name__}, an async transport; "
                     "a sync httpx.Client needs a sync one, e.g. httpx.HTTPTransport()"
                 )
             with self._lock:
                 if self._sync is None:
-                    self._sync = httpx.HTTPTransport()
-                transport = self._sync
-        return transport
+                    self._sync = _SyncSide(httpx.HTTPTransport())
+                side = self._sync
+        return side
 
-    def _async_transport(self) -> httpx.AsyncBaseTransport:
-        transport = self._async
-        if transport is None:
-            if self._given is not None:
+    def _async_side(self) -> _AsyncSide:
+        side = self._async
+        if side is None:
+            if self.inner is not None:
                 raise TypeError(
-                    f"RetryTransport wraps {type(self._given).__name__}, a sync transport; "
+                    f"RetryTransport wraps {type(self.inner).__name__}, a sync transport; "
                     "an httpx.AsyncClient needs an async one, e.g. httpx.AsyncHTTPTransport()"
                 )
             with self._lock:
                 if self._async is None:
-                    self._async = httpx.AsyncHTTPTransport()
-                transport = self._async
-        return transport
+                    self._async = _AsyncSide(httpx.AsyncHTTPTransport())
+                side = self._async
+        return side
 
     def __enter__(self: T) -> T:
-        self._sync_transport().__enter__()
+        self._sync_side().transport.__enter__()
         return self
 
     def __exit__(
@@ -144,15 +126,15 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         if self._sync is not None:
-            self._sync.__exit__(exc_type, exc_value, traceback)
+            self._sync.transport.__exit__(exc_type, exc_value, traceback)
 
     def close(self) -> None:
         """Close the wrapped sync transport (its connection pool), if one was made."""
         if self._sync is not None:
-            self._sync.close()
+            self._sync.transport.close()
 
     async def __aenter__(self: T) -> T:
-        await self._async_transport().__aenter__()
+        await self._async_side().transport.__aenter__()
         return self
 
     async def __aexit__(
@@ -162,114 +144,131 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         if self._async is not None:
-            await self._async.__aexit__(exc_type, exc_value, traceback)
+            await self._async.transport.__aexit__(exc_type, exc_value, traceback)
 
     async def aclose(self) -> None:
         """Close the wrapped async transport (its connection pool), if one was made."""
         if self._async is not None:
-            await self._async.aclose()
+            await self._async.transport.aclose()
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _begin(self, request: httpx.Request) -> tuple[RetryCall, httpx.Request]:
-        """The call for ``request``, and the request to send: a copy when forbear adds headers.
-
-        httpx builds a redirect's request from the caller's, so the token and the headers added
-        here go on a copy: they never follow a redirect (to another origin, perhaps); each hop
-        is a logical request of its own and gets its own.
-        """
-        overrides = request.extensions.get("forbear")
-        policy = None if overrides is None else _override_policy(overrides, self.retrier.policy)
-        call = self.retrier.begin(
-            request.method,
-            str(request.url),
-            request.headers,
-            replayable=_replayable(request.stream),
-            policy=policy,
-        )
-        added = call.headers()
-        if added or call.uses_token:
-            request = httpx.Request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                stream=request.stream,
-                extensions=request.extensions,
-            )
-            request.headers.update(added)
-        return call, request
-
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying as the core decides; the final response is unread."""
-        transport = self._sync_transport()
-        call, request = self._begin(request)
-        while True:
-            delay = call.gate_delay()
-            if delay > 0.0:
-                time.sleep(delay)
-            if call.uses_token:
-                auth = call.auth_sync()
-                if auth is not None:
-                    request.headers[auth[0]] = auth[1]
-            try:
-                response = transport.handle_request(request)
-            except httpx.TransportError as exc:
-                kind = error_kind(exc)
-                decision = None if kind is None else call.on_error(kind)
-                if decision is None or decision.action in _FINAL:
-                    call.annotate(exc)
-                    raise
-            else:
-                try:
-                    decision = call.on_response(response.status_code, response.headers)
-                except BaseException:
-                    response.close()
-                    raise
-                if decision.action in _FINAL:
-                    return response
-                _release(response)
-            if decision.action is Action.REAUTH:
-                call.reauth_sync()
-            elif decision.wait > 0.0:
-                time.sleep(decision.wait)
+        url = request.url
+        return self.retrier.run_sync(
+            self._sync_side(),
+            request,
+            request.method,
+            url,
+            request.headers,
+            origin=_origin(url),
+            override=request.extensions.get("forbear"),
+            where=_WHERE,
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """The async twin of `handle_request`: sleeps with `anyio.sleep` (asyncio and trio)."""
-        transport = self._async_transport()
-        call, request = self._begin(request)
-        while True:
-            delay = call.gate_delay()
-            if delay > 0.0:
-                await anyio.sleep(delay)
-            if call.uses_token:
-                auth = await call.auth_async()
-                if auth is not None:
-                    request.headers[auth[0]] = auth[1]
-            try:
-                response = await transport.handle_async_request(request)
-            except httpx.TransportError as exc:
-                kind = error_kind(exc)
-                decision = None if kind is None else call.on_error(kind)
-                if decision is None or decision.action in _FINAL:
-                    call.annotate(exc)
-                    raise
-            else:
-                try:
-                    decision = call.on_response(response.status_code, response.headers)
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
-                    raise
-                if decision.action in _FINAL:
-                    return response
-                await _arelease(response)
-            if decision.action is Action.REAUTH:
-                await call.reauth_async()
-            elif decision.wait > 0.0:
-                await anyio.sleep(decision.wait)
+        """The async twin of `handle_request` (asyncio and trio)."""
+        url = request.url
+        return await self.retrier.run_async(
+            self._async_side(),
+            request,
+            request.method,
+            url,
+            request.headers,
+            origin=_origin(url),
+            override=request.extensions.get("forbear"),
+            where=_WHERE,
+        )
 
 
-# -- helpers -------------------------------------------------------------------------------
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii').lower()}"
+
+
+# -- the adapter: httpx's part of the loop -------------------------------------------------
+
+
+class _Side:
+    """What both sides share: outcomes, error kinds, replayable bodies, headers on a copy."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def outcome(response: httpx.Response) -> Outcome:
+        return Outcome(response.status_code, response.headers)
+
+    @staticmethod
+    def failure(error: Exception) -> ErrorKind | None:
+        return error_kind(error) if isinstance(error, httpx.TransportError) else None
+
+    @staticmethod
+    def replayable(request: httpx.Request) -> bool:
+        return _replayable(request.stream)
+
+
+def _with_headers(request: httpx.Request, headers: Mapping[str, str] | None) -> httpx.Request:
+    """``request``, or a copy carrying ``headers``: httpx builds a redirect from the caller's
+    request, so what forbear adds (a token, say) never follows a hop to another origin."""
+    if not headers:
+        return request
+    copy = httpx.Request(
+        request.method,
+        request.url,
+        headers=request.headers,
+        stream=request.stream,
+        extensions=request.extensions,
+    )
+    copy.headers.update(headers)
+    return copy
+
+
+class _SyncSide(_Side):
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self.transport = transport
+
+    def send(self, request: httpx.Request, headers: Mapping[str, str] | None) -> httpx.Response:
+        return self.transport.handle_request(_with_headers(request, headers))
+
+    @staticmethod
+    def release(response: httpx.Response) -> None:
+        try:
+            size = drain_length(response.headers)
+            if size is not None and not response.is_stream_consumed:
+                for _ in response.iter_raw():
+                    pass
+        except (httpx.HTTPError, httpx.StreamError):
+            pass  # the connection is dropped instead of reused; the close below still runs
+        finally:
+            response.close()
+
+
+class _AsyncSide(_Side):
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self.transport = transport
+
+    async def send(
+        self, request: httpx.Request, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        return await self.transport.handle_async_request(_with_headers(request, headers))
+
+    @staticmethod
+    async def release(response: httpx.Response) -> None:
+        try:
+            size = drain_length(response.headers)
+            if size is not None and not response.is_stream_consumed:
+                with anyio.move_on_after(RELEASE_SECONDS):
+                    async for _ in response.aiter_raw():
+                        pass
+        except (httpx.HTTPError, httpx.StreamError):
+            pass
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
 
 def _replayable(stream: Any) -> bool:
@@ -293,61 +292,3 @@ def _replayable(stream: Any) -> bool:
         except ValueError:  # a closed file
             return False
     return True
-
-
-def _override_policy(overrides: Any, default: Policy) -> Policy:
-    """The policy for one request from its ``extensions["forbear"]`` mapping."""
-    if not isinstance(overrides, Mapping):
-        raise TypeError(f'extensions["forbear"] must be a mapping, got {type(overrides).__name__}')
-    unknown = set(overrides) - OVERRIDE_KEYS
-    if unknown:
-        known = ", ".join(sorted(OVERRIDE_KEYS))
-        raise ValueError(f'unknown extensions["forbear"] keys {sorted(unknown)}; known: {known}')
-    policy = overrides.get("policy", default)
-    if not isinstance(policy, Policy):
-        raise TypeError(
-            f'extensions["forbear"]["policy"] must be a forbear.Policy, got {type(policy).__name__}'
-        )
-    retries = overrides.get("retries", True)
-    if not isinstance(retries, bool):
-        raise TypeError(
-            f'extensions["forbear"]["retries"] must be a bool, got {type(retries).__name__}'
-        )
-    return policy if retries else _single_send(policy)
-
-
-@functools.lru_cache(maxsize=32)
-def _single_send(policy: Policy) -> Policy:
-    return dataclasses.replace(policy, max_attempts=1, max_reauths=0)
-
-
-def _drainable(response: httpx.Response) -> bool:
-    if response.is_stream_consumed or response.is_closed:
-        return False
-    length = response.headers.get("Content-Length")
-    return length is not None and length.isdigit() and int(length) <= DRAIN_LIMIT
-
-
-def _release(response: httpx.Response) -> None:
-    """Close a discarded response; a small one is read first so its connection is reused."""
-    try:
-        if _drainable(response):
-            for _ in response.iter_raw():
-                pass
-    except (httpx.HTTPError, httpx.StreamError):
-        pass  # the connection is dropped instead of reused; the close below still runs
-    finally:
-        response.close()
-
-
-async def _arelease(response: httpx.Response) -> None:
-    """The async twin of `_release`."""
-    try:
-        if _drainable(response):
-            async for _ in response.aiter_raw():
-                pass
-    except (httpx.HTTPError, httpx.StreamError):
-        pass
-    finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()

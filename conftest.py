@@ -1,0 +1,17 @@
+"""Every test starts with a fresh process scope: the default gate and budget are per process,
+and a test run is many short "processes" that must not pace each other's origins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from forbear import _flow
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_scope() -> Iterator[None]:
+    _flow._PROCESS.clear()
+    yield
+    _flow._PROCESS.clear()

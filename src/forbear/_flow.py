@@ -1,0 +1,588 @@
+"""The one retry loop: `Retrier`, the per-request flow, and its sync and async runners.
+
+In the manner of httpx's ``Auth.auth_flow``: the flow of one logical request is a generator
+that yields *effects* (send with these headers, sleep, release a response, call this piece of
+I/O) and receives what they produced. It holds every step of the loop (the gate's slot, the
+deadline, the headers forbear adds, the token, `decide`, the budget, events) and performs no
+I/O itself. `Retrier.run_sync` and `Retrier.run_async` perform the effects, with
+``time.sleep`` or ``anyio.sleep`` (asyncio and trio alike).
+
+An adapter supplies only what its client knows (`SyncAdapter` / `AsyncAdapter`): how to send a
+request with extra headers, how a response or an exception reads as an `Outcome`, whether the
+body can still be sent again, and how to release a discarded response. A retry rule written in
+an adapter is a bug here. Shared pieces that need I/O of their own (a fleet's store) return a
+`Call` effect instead of an answer, and the runners perform it: no adapter changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import logging
+import random
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from types import EllipsisType
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import anyio
+
+from ._budget import RetryBudget
+from ._decide import decide
+from ._events import Event, EventHook, _Hub, logger
+from ._gate import HostGate, origin_of
+from ._policy import Policy
+from ._retry_after import header_value
+from ._state import Action, Decision, ErrorKind, Outcome, Reason, RetryState
+from ._token import TokenSource
+
+__all__ = [
+    "IDEMPOTENCY_KEY_METHODS",
+    "RELEASE_BYTES",
+    "RELEASE_SECONDS",
+    "AsyncAdapter",
+    "Call",
+    "Retrier",
+    "SyncAdapter",
+    "add_note",
+    "drain_length",
+    "overrides",
+    "process_budget",
+    "process_gate",
+    "resolve_overrides",
+]
+
+#: Methods that get an ``Idempotency-Key`` when `Retrier.idempotency_keys` is on.
+IDEMPOTENCY_KEY_METHODS: frozenset[str] = frozenset({"POST", "PATCH"})
+
+#: The release policy, the same for every adapter: a discarded response whose whole body is
+#: known (``Content-Length``), at most this many bytes and not compressed is read before it is
+#: released, so its connection goes back to the pool; any other is closed unread.
+RELEASE_BYTES = 64 * 1024
+#: The longest a discarded body is read for (async clients; sync ones are bounded by their own
+#: read timeout) before its connection is closed instead.
+RELEASE_SECONDS = 0.25
+
+#: The keys a per-request override mapping may hold.
+OVERRIDE_KEYS: frozenset[str] = frozenset({"policy", "retries"})
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
+
+RequestT = TypeVar("RequestT", contravariant=True)
+ResponseT = TypeVar("ResponseT")
+
+
+# -- what an adapter supplies --------------------------------------------------------------
+
+
+class SyncAdapter(Protocol[RequestT, ResponseT]):
+    """A sync client's part of the loop: four translations, no rule."""
+
+    def send(self, request: RequestT, headers: Mapping[str, str] | None) -> ResponseT:
+        """Send ``request`` once with ``headers`` set on it (None: nothing to add)."""
+
+    def outcome(self, response: ResponseT) -> Outcome:
+        """The response's status and headers as an `Outcome`."""
+
+    def failure(self, error: Exception) -> ErrorKind | None:
+        """The kind of a transport error raised by `send`; None: not forbear's to judge."""
+
+    def replayable(self, request: RequestT) -> bool:
+        """Whether the request's body can be sent (again)."""
+
+    def release(self, response: ResponseT) -> None:
+        """Release a discarded response (see `drain_length`), never raising."""
+
+
+class AsyncAdapter(Protocol[RequestT, ResponseT]):
+    """An async client's part of the loop: `SyncAdapter` with ``send`` and ``release`` awaited."""
+
+    async def send(self, request: RequestT, headers: Mapping[str, str] | None) -> ResponseT:
+        """Send ``request`` once with ``headers`` set on it (None: nothing to add)."""
+
+    def outcome(self, response: ResponseT) -> Outcome:
+        """The response's status and headers as an `Outcome`."""
+
+    def failure(self, error: Exception) -> ErrorKind | None:
+        """The kind of a transport error raised by `send`; None: not forbear's to judge."""
+
+    def replayable(self, request: RequestT) -> bool:
+        """Whether the request's body can be sent (again)."""
+
+    async def release(self, response: ResponseT) -> None:
+        """Release a discarded response (see `drain_length`), never raising."""
+
+
+def drain_length(headers: Mapping[str, str] | Any) -> int | None:
+    """How many bytes of a discarded response to read before releasing it, or None: close it.
+
+    The one release policy: only a body whose length is known, at most `RELEASE_BYTES`, and
+    not compressed (a discarded body is never inflated) is worth reading for its connection.
+    """
+    length = header_value(headers, "Content-Length")
+    if length is None or not (length.isascii() and length.isdigit()) or len(length) > 9:
+        return None
+    size = int(length)
+    if size > RELEASE_BYTES or header_value(headers, "Content-Encoding") is not None:
+        return None
+    return size
+
+
+# -- effects ---------------------------------------------------------------------------------
+
+
+class _Send(NamedTuple):
+    headers: Mapping[str, str] | None
+
+
+class _Sleep(NamedTuple):
+    seconds: float
+
+
+class _Release(NamedTuple):
+    response: Any
+
+
+class _Replayable(NamedTuple):
+    pass
+
+
+class Call(NamedTuple):
+    """An effect for I/O a shared piece needs (a token exchange, a fleet's reservation).
+
+    The sync runner calls ``sync(*args)``, the async runner awaits ``asynchronous(*args)``;
+    the flow receives the result, or the exception is raised inside the flow.
+    """
+
+    sync: Callable[..., Any]
+    asynchronous: Callable[..., Awaitable[Any]]
+    args: tuple[Any, ...] = ()
+
+
+_SEND_PLAIN = _Send(None)
+_REPLAYABLE = _Replayable()
+
+Effect = _Send | _Sleep | _Release | _Replayable | Call
+#: What a send produced: the response, the error, and the outcome (None: an error not judged).
+Sent = tuple[Any, "Exception | None", "Outcome | None"]
+Flow = Generator[Effect, Any, Any]
+
+
+# -- per-request overrides -------------------------------------------------------------------
+
+_OVERRIDES: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "forbear_overrides", default=None
+)
+
+
+@contextlib.contextmanager
+def overrides(*, policy: Policy | None = None, retries: bool = True) -> Iterator[None]:
+    """Within this block, requests through any adapter use ``policy``, or send once.
+
+    ``with forbear.overrides(retries=False): session.get(url)`` sends once, without retrying
+    or re-exchanging; ``policy=`` swaps the policy. The client's own idiom (httpx's
+    ``extensions={"forbear": {...}}``, say) wins over this block when both are given.
+    """
+    settings: dict[str, Any] = {"retries": retries}
+    if policy is not None:
+        settings["policy"] = policy
+    resolve_overrides(settings, Policy(), "forbear.overrides()")  # refuse bad values here
+    reset = _OVERRIDES.set(settings)
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(reset)
+
+
+def resolve_overrides(settings: Any, default: Policy, where: str) -> Policy:
+    """The policy for one request from an override mapping (``policy``, ``retries``)."""
+    if not isinstance(settings, Mapping):
+        raise TypeError(f"{where} must be a mapping, got {type(settings).__name__}")
+    unknown = set(settings) - OVERRIDE_KEYS
+    if unknown:
+        known = ", ".join(sorted(OVERRIDE_KEYS))
+        raise ValueError(f"unknown {where} keys {sorted(unknown)}; known: {known}")
+    policy = settings.get("policy", default)
+    if not isinstance(policy, Policy):
+        raise TypeError(f'{where}["policy"] must be a forbear.Policy, got {type(policy).__name__}')
+    retries = settings.get("retries", True)
+    if not isinstance(retries, bool):
+        raise TypeError(f'{where}["retries"] must be a bool, got {type(retries).__name__}')
+    return policy if retries else _single_send(policy)
+
+
+@functools.lru_cache(maxsize=32)
+def _single_send(policy: Policy) -> Policy:
+    return dataclasses.replace(policy, max_attempts=1, max_reauths=0)
+
+
+# -- scope -----------------------------------------------------------------------------------
+
+_PROCESS: dict[str, Any] = {}
+
+
+def process_gate() -> HostGate:
+    """The process's `HostGate`: every adapter built without ``gate=`` shares it."""
+    gate = _PROCESS.get("gate")
+    if gate is None:
+        gate = _PROCESS.setdefault("gate", HostGate())
+    return gate  # type: ignore[no-any-return]
+
+
+def process_budget() -> RetryBudget:
+    """The process's `RetryBudget` (kept per key): every adapter built without ``budget=``."""
+    budget = _PROCESS.get("budget")
+    if budget is None:
+        budget = _PROCESS.setdefault("budget", RetryBudget())
+    return budget  # type: ignore[no-any-return]
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """Add ``note`` to ``error`` (Python 3.10 too)."""
+    if sys.version_info >= (3, 11):
+        error.add_note(note)
+    else:  # pragma: no cover - Python 3.10 keeps notes in a plain list
+        notes = getattr(error, "__notes__", None)
+        if not isinstance(notes, list):
+            notes = []
+            error.__notes__ = notes  # type: ignore[attr-defined]
+        notes.append(note)
+
+
+def _checked(value: Any, kind: type, name: str, methods: tuple[str, ...]) -> Any:
+    if value is None or isinstance(value, kind):
+        return value
+    if all(callable(getattr(value, method, None)) for method in methods):
+        return value  # another implementation of the same protocol (a fleet's, say)
+    raise TypeError(
+        f"{name} must be a forbear.{kind.__name__}, another object with "
+        f"{', '.join(methods)}, or None; got {type(value).__name__}"
+    )
+
+
+_GATE_METHODS = ("delay", "succeeded", "observe")
+_BUDGET_METHODS = ("deposit", "try_withdraw")
+_TOKEN_METHODS = ("get_sync", "get_async", "refresh_sync", "refresh_async", "header_value")
+
+
+# -- the retrier -----------------------------------------------------------------------------
+
+
+class Retrier:
+    """What one adapter shares across its requests, and the loop it runs for each.
+
+    ``gate`` and ``budget`` default (``...``) to the process's own (`process_gate`,
+    `process_budget`), so every client in the process coordinates per origin; pass objects to
+    narrow the scope (or a fleet's, to widen it), or None to go without. ``clock``
+    (monotonic), ``wall`` (Unix time) and ``rng`` (jitter) default to the real ones; inject
+    them for tests and simulations.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy | None = None,
+        token: TokenSource | None = None,
+        gate: HostGate | EllipsisType | None = ...,
+        budget: RetryBudget | EllipsisType | None = ...,
+        idempotency_keys: bool = False,
+        request_ids: bool = False,
+        on_event: EventHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if policy is not None and not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a forbear.Policy, got {type(policy).__name__}")
+        self.policy: Policy = _DEFAULT_POLICY if policy is None else policy
+        self.token: TokenSource | None = _checked(token, TokenSource, "token", _TOKEN_METHODS)
+        self.gate: HostGate | None = _checked(
+            process_gate() if gate is ... else gate, HostGate, "gate", _GATE_METHODS
+        )
+        self.budget: RetryBudget | None = _checked(
+            process_budget() if budget is ... else budget, RetryBudget, "budget", _BUDGET_METHODS
+        )
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be callable, got {type(on_event).__name__}")
+        self.idempotency_keys = bool(idempotency_keys)
+        self.request_ids = bool(request_ids)
+        self.on_event = on_event
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng
+        key = getattr(self.gate, "key", origin_of)
+        self._key: Callable[[str], str] | None = None if key is origin_of else key
+        self._real_clocks = clock is time.monotonic and wall is time.time
+
+    def __repr__(self) -> str:
+        return f"Retrier(policy={self.policy!r}, token={self.token!r})"
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's keyword arguments, to build an equal retrier (pickling, copies)."""
+        return {
+            "policy": self.policy,
+            "token": self.token,
+            "gate": self.gate,
+            "budget": self.budget,
+            "idempotency_keys": self.idempotency_keys,
+            "request_ids": self.request_ids,
+            "on_event": self.on_event,
+        }
+
+    # -- the runners -------------------------------------------------------------------------
+
+    def run_sync(
+        self,
+        adapter: SyncAdapter[RequestT, ResponseT],
+        request: RequestT,
+        method: str,
+        url: object,
+        headers: Mapping[str, str] | Any,
+        *,
+        origin: str | None = None,
+        override: Mapping[str, Any] | None = None,
+        where: str = "overrides",
+    ) -> ResponseT:
+        """Send ``request`` through ``adapter`` until the core says stop; sleeps with time.sleep.
+
+        Returns the last response untouched, or raises the last transport error unchanged with
+        the attempt history as a note. ``origin`` is the request's ``scheme://host[:port]``
+        when the client has it parsed already; ``override`` a per-request override mapping
+        (named ``where`` in error messages).
+        """
+        flow = self._flow(method, url, headers, origin, override, where, adapter, request)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = flow.send(value) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                result = stop.value
+                if isinstance(result, BaseException):
+                    raise result from None
+                return result  # type: ignore[no-any-return]
+            error = None
+            kind = type(effect)
+            try:
+                if kind is _Send:
+                    try:
+                        response = adapter.send(request, effect.headers)  # type: ignore[union-attr]
+                    except Exception as exc:
+                        failed = adapter.failure(exc)
+                        value = (None, exc, None if failed is None else Outcome.error(failed))
+                    else:
+                        value = (response, None, adapter.outcome(response))
+                elif kind is _Sleep:
+                    time.sleep(effect.seconds)  # type: ignore[union-attr]
+                    value = None
+                elif kind is _Release:
+                    adapter.release(effect.response)  # type: ignore[union-attr]
+                    value = None
+                elif kind is _Replayable:
+                    value = adapter.replayable(request)
+                else:
+                    value = effect.sync(*effect.args)  # type: ignore[union-attr]
+            except BaseException as exc:
+                error = exc
+
+    async def run_async(
+        self,
+        adapter: AsyncAdapter[RequestT, ResponseT],
+        request: RequestT,
+        method: str,
+        url: object,
+        headers: Mapping[str, str] | Any,
+        *,
+        origin: str | None = None,
+        override: Mapping[str, Any] | None = None,
+        where: str = "overrides",
+    ) -> ResponseT:
+        """The async twin of `run_sync`: sleeps with ``anyio.sleep`` (asyncio and trio)."""
+        flow = self._flow(method, url, headers, origin, override, where, adapter, request)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = flow.send(value) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                result = stop.value
+                if isinstance(result, BaseException):
+                    raise result from None
+                return result  # type: ignore[no-any-return]
+            error = None
+            kind = type(effect)
+            try:
+                if kind is _Send:
+                    try:
+                        response = await adapter.send(request, effect.headers)  # type: ignore[union-attr]
+                    except Exception as exc:
+                        failed = adapter.failure(exc)
+                        value = (None, exc, None if failed is None else Outcome.error(failed))
+                    else:
+                        value = (response, None, adapter.outcome(response))
+                elif kind is _Sleep:
+                    await anyio.sleep(effect.seconds)  # type: ignore[union-attr]
+                    value = None
+                elif kind is _Release:
+                    await adapter.release(effect.response)  # type: ignore[union-attr]
+                    value = None
+                elif kind is _Replayable:
+                    value = adapter.replayable(request)
+                else:
+                    value = await effect.asynchronous(*effect.args)  # type: ignore[union-attr]
+            except BaseException as exc:
+                error = exc
+
+    # -- the flow ----------------------------------------------------------------------------
+
+    def _flow(
+        self,
+        method: str,
+        url: object,
+        headers: Mapping[str, str] | Any,
+        origin: str | None,
+        override: Mapping[str, Any] | None,
+        where: str,
+        adapter: Any,
+        request: Any,
+    ) -> Flow:
+        """One logical request, as effects. Returns the last response or the error to raise."""
+        policy = self.policy
+        if override is not None:
+            policy = resolve_overrides(override, policy, where)
+        else:
+            scoped = _OVERRIDES.get()
+            if scoped is not None:
+                policy = resolve_overrides(scoped, policy, "forbear.overrides()")
+        if origin is None:
+            origin = origin_of(str(url))
+        key = origin if self._key is None else self._key(str(url))
+        gate, budget, token = self.gate, self.budget, self.token
+        clock = self.clock
+        started = clock()
+        if budget is not None:
+            budget.deposit(key, now=started)
+        method = method if method.isupper() else method.upper()
+        added = self._added(method, headers) if self.idempotency_keys or self.request_ids else None
+        request_id = None
+        if self.request_ids:
+            request_id = header_value(headers, "X-Request-Id") or (added or {}).get("X-Request-Id")
+        use_token = token is not None and origin in token.origins
+        deadline_at = None if policy.deadline is None else started + policy.deadline
+        state: RetryState | None = None
+        sent_token: str | None = None
+        while True:
+            # 1. A send slot from the gate, waited out (never past the deadline).
+            if gate is not None:
+                slot: Any = gate.delay(key)
+                if type(slot) is Call:
+                    slot = yield slot
+                if slot > 0.0:
+                    slot = min(slot, policy.max_wait)
+                    if deadline_at is not None:
+                        slot = max(min(slot, deadline_at - clock()), 0.0)
+                    if slot > 0.0:
+                        yield _Sleep(slot)
+            # 2. Headers: the token, Idempotency-Key and X-Request-Id.
+            send = _SEND_PLAIN if added is None else _Send(added)
+            if use_token:
+                assert token is not None
+                sent_token = yield Call(token.get_sync, token.get_async)
+                auth = {token.header: token.header_value(sent_token)}
+                send = _Send(auth if added is None else {**added, **auth})
+            # 3. The send.
+            response, error, outcome = yield send
+            if outcome is None:  # an error forbear does not judge: raised as it is
+                assert error is not None
+                if state is not None and state.history:
+                    add_note(error, state.note())
+                return error
+            status = outcome.status
+            if state is None:
+                if status is not None and status < 400:
+                    # The common case: a first-attempt success ends the request here.
+                    if gate is not None:
+                        gate.succeeded(key, outcome.headers, clock())
+                    if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+                        first = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, status)
+                        self._emit(first, method, url, request_id, outcome.headers)
+                    return response
+                state = RetryState.start(
+                    method,
+                    headers=added if added and "Idempotency-Key" in added else headers,
+                    can_reauth=use_token,
+                    now=started,
+                )
+            # A body that turned out one-shot while it was sent cannot be sent again.
+            if state.replayable and not (yield _REPLAYABLE):
+                state = state._replace(replayable=False)
+            # 4. The decision, the budget's admission inside it.
+            decision = decide(
+                policy,
+                state,
+                outcome,
+                now=None if self._real_clocks else clock(),
+                wall=None if self._real_clocks else self.wall(),
+                rng=self.rng,
+                admit=None if budget is None else functools.partial(budget.try_withdraw, key),
+            )
+            if gate is not None:
+                gate.observe(key, decision, outcome.headers, now=clock())
+            state = state.next(decision)
+            if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+                self._emit(decision, method, url, request_id, outcome.headers)
+            action = decision.action
+            if action is Action.RETURN or action is Action.GIVE_UP:
+                if error is not None:
+                    add_note(error, state.note())
+                    return error
+                return response
+            # 5. Release what is discarded, then wait or re-exchange.
+            if response is not None:
+                yield _Release(response)
+            if action is Action.REAUTH:
+                assert token is not None
+                yield Call(token.refresh_sync, token.refresh_async, (sent_token,))
+            elif decision.wait > 0.0:
+                yield _Sleep(decision.wait)
+
+    def _added(self, method: str, headers: Mapping[str, str] | Any) -> dict[str, str] | None:
+        added: dict[str, str] = {}
+        if (
+            self.idempotency_keys
+            and method in IDEMPOTENCY_KEY_METHODS
+            and header_value(headers, "Idempotency-Key") is None
+        ):
+            added["Idempotency-Key"] = str(uuid.uuid4())
+        if self.request_ids and header_value(headers, "X-Request-Id") is None:
+            added["X-Request-Id"] = str(uuid.uuid4())
+        return added or None
+
+    def _emit(
+        self,
+        decision: Decision,
+        method: str,
+        url: object,
+        request_id: str | None,
+        headers: Mapping[str, str] | Any,
+    ) -> None:
+        if decision.status is not None:
+            echoed = header_value(headers, "X-Request-Id")
+            if echoed is not None and _REQUEST_ID.fullmatch(echoed):
+                request_id = echoed
+        event = Event.of(decision, method, str(url), request_id)
+        level = logging.INFO if decision.action is Action.RETRY else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", event.message(), extra={"forbear_event": event})
+        if self.on_event is not None:
+            self.on_event(event)
+        for hook in _Hub.hooks:
+            hook(event)
+
+
+_DEFAULT_POLICY = Policy()
