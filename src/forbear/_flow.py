@@ -47,7 +47,14 @@ __all__ = [
     "RELEASE_SECONDS",
     "AsyncAdapter",
     "Call",
+    "Effect",
+    "Flow",
+    "Release",
+    "Replayable",
     "Retrier",
+    "Send",
+    "Sent",
+    "Sleep",
     "SyncAdapter",
     "add_note",
     "drain_length",
@@ -136,20 +143,26 @@ def drain_length(headers: Mapping[str, str] | Any) -> int | None:
 # -- effects ---------------------------------------------------------------------------------
 
 
-class _Send(NamedTuple):
+class Send(NamedTuple):
+    """Send the request once with these headers set on it; the flow receives a `Sent`."""
+
     headers: Mapping[str, str] | None
 
 
-class _Sleep(NamedTuple):
+class Sleep(NamedTuple):
+    """Wait this many seconds; the flow receives None."""
+
     seconds: float
 
 
-class _Release(NamedTuple):
+class Release(NamedTuple):
+    """Release this discarded response; the flow receives None."""
+
     response: Any
 
 
-class _Replayable(NamedTuple):
-    pass
+class Replayable(NamedTuple):
+    """Say whether the request's body can still be sent again; the flow receives a bool."""
 
 
 class Call(NamedTuple):
@@ -164,10 +177,10 @@ class Call(NamedTuple):
     args: tuple[Any, ...] = ()
 
 
-_SEND_PLAIN = _Send(None)
-_REPLAYABLE = _Replayable()
+_SEND_PLAIN = Send(None)
+_REPLAYABLE = Replayable()
 
-Effect = _Send | _Sleep | _Release | _Replayable | Call
+Effect = Send | Sleep | Release | Replayable | Call
 #: What a send produced: the response, the error, and the outcome (None: an error not judged).
 Sent = tuple[Any, "Exception | None", "Outcome | None"]
 Flow = Generator[Effect, Any, Any]
@@ -355,7 +368,7 @@ class Retrier:
         when the client has it parsed already; ``override`` a per-request override mapping
         (named ``where`` in error messages).
         """
-        flow = self._flow(method, url, headers, origin, override, where, adapter, request)
+        flow = self._flow(method, url, headers, origin, override, where)
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -369,7 +382,7 @@ class Retrier:
             error = None
             kind = type(effect)
             try:
-                if kind is _Send:
+                if kind is Send:
                     try:
                         response = adapter.send(request, effect.headers)  # type: ignore[union-attr]
                     except Exception as exc:
@@ -377,13 +390,13 @@ class Retrier:
                         value = (None, exc, None if failed is None else Outcome.error(failed))
                     else:
                         value = (response, None, adapter.outcome(response))
-                elif kind is _Sleep:
+                elif kind is Sleep:
                     time.sleep(effect.seconds)  # type: ignore[union-attr]
                     value = None
-                elif kind is _Release:
+                elif kind is Release:
                     adapter.release(effect.response)  # type: ignore[union-attr]
                     value = None
-                elif kind is _Replayable:
+                elif kind is Replayable:
                     value = adapter.replayable(request)
                 else:
                     value = effect.sync(*effect.args)  # type: ignore[union-attr]
@@ -403,7 +416,7 @@ class Retrier:
         where: str = "overrides",
     ) -> ResponseT:
         """The async twin of `run_sync`: sleeps with ``anyio.sleep`` (asyncio and trio)."""
-        flow = self._flow(method, url, headers, origin, override, where, adapter, request)
+        flow = self._flow(method, url, headers, origin, override, where)
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -417,7 +430,7 @@ class Retrier:
             error = None
             kind = type(effect)
             try:
-                if kind is _Send:
+                if kind is Send:
                     try:
                         response = await adapter.send(request, effect.headers)  # type: ignore[union-attr]
                     except Exception as exc:
@@ -425,13 +438,13 @@ class Retrier:
                         value = (None, exc, None if failed is None else Outcome.error(failed))
                     else:
                         value = (response, None, adapter.outcome(response))
-                elif kind is _Sleep:
+                elif kind is Sleep:
                     await anyio.sleep(effect.seconds)  # type: ignore[union-attr]
                     value = None
-                elif kind is _Release:
+                elif kind is Release:
                     await adapter.release(effect.response)  # type: ignore[union-attr]
                     value = None
-                elif kind is _Replayable:
+                elif kind is Replayable:
                     value = adapter.replayable(request)
                 else:
                     value = await effect.asynchronous(*effect.args)  # type: ignore[union-attr]
@@ -439,6 +452,27 @@ class Retrier:
                 error = exc
 
     # -- the flow ----------------------------------------------------------------------------
+
+    def flow(
+        self,
+        method: str,
+        url: object,
+        headers: Mapping[str, str] | Any,
+        *,
+        origin: str | None = None,
+        override: Mapping[str, Any] | None = None,
+        where: str = "overrides",
+    ) -> Flow:
+        """The flow of one logical request, for a library that runs the loop itself.
+
+        A generator: ``send`` it what each effect produced (None first). `Send`: the
+        `Sent` triple ``(response, error, outcome)``, with ``outcome`` None for an error
+        forbear does not judge; `Sleep` and `Release`: None; `Replayable`: a bool; `Call`:
+        its result (or ``throw`` its exception). It returns the response to hand back or the
+        exception to raise. The runners `run_sync` / `run_async` drive it for ordinary
+        clients.
+        """
+        return self._flow(method, url, headers, origin, override, where)
 
     def _flow(
         self,
@@ -448,8 +482,6 @@ class Retrier:
         origin: str | None,
         override: Mapping[str, Any] | None,
         where: str,
-        adapter: Any,
-        request: Any,
     ) -> Flow:
         """One logical request, as effects. Returns the last response or the error to raise."""
         policy = self.policy
@@ -487,14 +519,14 @@ class Retrier:
                     if deadline_at is not None:
                         slot = max(min(slot, deadline_at - clock()), 0.0)
                     if slot > 0.0:
-                        yield _Sleep(slot)
+                        yield Sleep(slot)
             # 2. Headers: the token, Idempotency-Key and X-Request-Id.
-            send = _SEND_PLAIN if added is None else _Send(added)
+            send = _SEND_PLAIN if added is None else Send(added)
             if use_token:
                 assert token is not None
                 sent_token = yield Call(token.get_sync, token.get_async)
                 auth = {token.header: token.header_value(sent_token)}
-                send = _Send(auth if added is None else {**added, **auth})
+                send = Send(auth if added is None else {**added, **auth})
             # 3. The send.
             response, error, outcome = yield send
             if outcome is None:  # an error forbear does not judge: raised as it is
@@ -544,12 +576,12 @@ class Retrier:
                 return response
             # 5. Release what is discarded, then wait or re-exchange.
             if response is not None:
-                yield _Release(response)
+                yield Release(response)
             if action is Action.REAUTH:
                 assert token is not None
                 yield Call(token.refresh_sync, token.refresh_async, (sent_token,))
             elif decision.wait > 0.0:
-                yield _Sleep(decision.wait)
+                yield Sleep(decision.wait)
 
     def _added(self, method: str, headers: Mapping[str, str] | Any) -> dict[str, str] | None:
         added: dict[str, str] = {}
