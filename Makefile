@@ -4,20 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 ADAPTERS := $(sort $(dir $(wildcard adapters/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
+DIST := dist
 
-.PHONY: venv demo test lint format bench bench-smoke soak clean
+.PHONY: venv demo test lint format dist wheel-check bench bench-smoke soak clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard adapters/*/pyproject.toml)
+$(STAMP): pyproject.toml $(wildcard adapters/*/pyproject.toml) src/forbear/_version.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[testing,cli]" \
-		$(foreach a,$(ADAPTERS),-e $(a)) --group dev
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[testing]" \
+		$(foreach a,$(filter-out adapters/testing/,$(ADAPTERS)),-e $(a)) \
+		-e "adapters/testing[demo]" --group dev
 	touch $(STAMP)
 
+# The crawl lives in forbear-testing (its `forbear-demo` command), not in the core.
 demo: $(STAMP)
-	$(BIN)/forbear demo
+	$(BIN)/forbear-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,6 +34,18 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:randomly
 	$(MAKE) --no-print-directory bench-smoke
+	$(MAKE) --no-print-directory wheel-check
+
+# Every distribution's sdist, and its wheel built from that sdist, in dist/; metadata checked.
+dist: $(STAMP)
+	rm -rf $(DIST)
+	$(foreach p,. $(ADAPTERS),$(BIN)/python -m build -q --no-isolation -o $(DIST) $(p) >/dev/null &&) true
+	$(BIN)/twine check --strict $(DIST)/*
+
+# The built wheels, installed (not editable) into fresh virtual environments: contents, the
+# core alone, the README's examples and one test module per distribution (tests/dist).
+wheel-check: dist
+	FORBEAR_DIST=$(DIST) $(BIN)/python -m pytest -q -p no:randomly tests/dist
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --group bench
@@ -43,4 +58,4 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.soak
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DIST) .mypy_cache .ruff_cache .pytest_cache

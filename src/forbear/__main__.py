@@ -1,4 +1,7 @@
-"""The ``forbear`` command: ``forbear explain ...`` and ``forbear demo ...``."""
+"""The ``forbear`` command: ``forbear explain ...``.
+
+The demo crawl is the ``forbear-demo`` command of the forbear-testing distribution.
+"""
 
 from __future__ import annotations
 
@@ -22,39 +25,34 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--attempt", type=int, default=1, help="which send this answered (1-based)")
     ask.add_argument("--profile", default="default", choices=sorted(PROFILES))
     ask.add_argument("--token", action="store_true", help="a TokenSource can re-exchange on 401")
-
-    demo = commands.add_parser("demo", help="crawl the bundled seed-API emulators")
-    demo.add_argument("--requests", type=int, default=600, help="logical requests per adapter")
-    demo.add_argument("--concurrency", type=int, default=50)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--plain", action="store_true", help="no rich output even if installed")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:
+        print(
+            'forbear: the demo is the forbear-demo command: pip install "forbear-testing[demo]"',
+            file=sys.stderr,
+        )
+        return 2
     args = _parser().parse_args(argv)
-    if args.command == "explain":
-        try:
-            headers = parse_header_args(args.header)
-            _, words = explain(
-                args.status,
-                headers=headers,
-                method=args.method,
-                attempt=args.attempt,
-                profile=args.profile,
-                can_reauth=args.token,
-            )
-        except ValueError as exc:
-            print(f"forbear explain: {exc}", file=sys.stderr)
-            return 2
-        print(words)
-        return 0
-    from ._demo import run_demo  # imports the testing extra: only when asked for
-
-    return run_demo(
-        requests=args.requests, concurrency=args.concurrency, seed=args.seed, plain=args.plain
-    )
+    try:
+        headers = parse_header_args(args.header)
+        _, words = explain(
+            args.status,
+            headers=headers,
+            method=args.method,
+            attempt=args.attempt,
+            profile=args.profile,
+            can_reauth=args.token,
+        )
+    except ValueError as exc:
+        print(f"forbear explain: {exc}", file=sys.stderr)
+        return 2
+    print(words)
+    return 0
 
 
 if __name__ == "__main__":

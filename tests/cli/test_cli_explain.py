@@ -98,3 +98,14 @@ def test_python_dash_m_runs_the_command() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.startswith("RETRY in 3.0 s")
+
+
+def test_the_core_command_points_to_the_demo() -> None:
+    """`forbear demo` (the core's command has `explain` only) says where the demo went."""
+    done = subprocess.run(
+        [sys.executable, "-m", "forbear", "demo"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        'forbear: the demo is the forbear-demo command: pip install "forbear-testing[demo]"'
+    ]

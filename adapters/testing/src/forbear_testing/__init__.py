@@ -1,13 +1,14 @@
-"""forbear.testing: real loopback servers to test retrying HTTP clients against.
+"""forbear_testing: real loopback servers to test retrying HTTP clients against.
 
 - `serve` runs a `FaultServer` (scripted replies, rate limits, tokens) or a seed API emulator
   (`PartnerAPI`, `PolicyAPI`, `SarucciAPI`) on 127.0.0.1 at a free port, in a thread.
 - `RawFaults` and `refused_port` give the connection-level faults: resets, silence, half
   responses, refused connections.
 - `SCENARIOS`, `run_scenario` and `arun_scenario` are the conformance suite every adapter runs.
-- The ``forbear`` pytest plugin (`forbear.testing.plugin`) exposes all of it as fixtures.
+- The ``forbear`` pytest plugin (`forbear_testing.plugin`, registered by this distribution
+  only) exposes all of it as fixtures.
 
-Needs the ``testing`` extra: ``pip install "forbear[testing]"``.
+Install it with ``pip install forbear-testing``; ``forbear.testing`` is an alias of this package.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ __all__ = [
     "serve",
 ]
 
-#: Where each public name lives. Imported on first use, so that ``forbear.testing.plugin``
-#: (loaded by pytest for every project that installed forbear) imports nothing it lacks.
+#: Where each public name lives. Imported on first use, so that ``forbear_testing.plugin``
+#: (loaded by pytest for every project that installed forbear-testing) imports nothing it lacks.
 _EXPORTS: dict[str, str] = {
     "DEFAULT_REPLY": "._server",
     "FAST_POLICY": "._scenarios",
@@ -128,13 +129,13 @@ _EXPORTS: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
-        raise AttributeError(f"module 'forbear.testing' has no attribute {name!r}")
+        raise AttributeError(f"module 'forbear_testing' has no attribute {name!r}")
     try:
         module = importlib.import_module(module_name, __name__)
     except ImportError as exc:
         raise ImportError(
-            f"forbear.testing.{name} needs the testing extra: "
-            'install it with `pip install "forbear[testing]"`'
+            f"forbear_testing.{name} needs starlette, uvicorn and h11: "
+            "install them with `pip install forbear-testing`"
         ) from exc
     value = getattr(module, name)
     globals()[name] = value

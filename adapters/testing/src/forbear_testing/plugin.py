@@ -1,16 +1,16 @@
 """The ``forbear`` pytest plugin: live loopback servers as fixtures.
 
-Loaded through the ``pytest11`` entry point. It imports only pytest at import time, so a
-project that installed forbear without the ``testing`` extra still runs its tests; the servers
-(Starlette, uvicorn) are imported when a fixture is first used.
+Loaded through the ``pytest11`` entry point of the forbear-testing distribution (the core
+registers none). It imports only pytest at import time, so loading it costs every test session
+nothing; the servers (Starlette, uvicorn) are imported when a fixture is first used.
 
 Fixtures (servers are started once per session and reset before each test):
 
-- ``fault_server``: a `forbear.testing.FaultServer`.
-- ``raw_faults``: a `forbear.testing.RawFaults` listener (mode reset to its default).
+- ``fault_server``: a `forbear_testing.FaultServer`.
+- ``raw_faults``: a `forbear_testing.RawFaults` listener (mode reset to its default).
 - ``refused_port``: a port of 127.0.0.1 where nothing listens (held for the test).
 - ``partner_api``, ``policy_api``, ``sarucci_api``: the seed API emulators.
-- ``conformance_env``: a `forbear.testing.ScenarioEnv` for `run_scenario` / `arun_scenario`.
+- ``conformance_env``: a `forbear_testing.ScenarioEnv` for `run_scenario` / `arun_scenario`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from forbear.testing import (
+    from forbear_testing import (
         FaultServer,
         PartnerAPI,
         PolicyAPI,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def _forbear_fault_server() -> Iterator[FaultServer]:
-    from forbear.testing import serve
+    from forbear_testing import serve
 
     with serve() as server:
         yield server
@@ -48,7 +48,7 @@ def fault_server(_forbear_fault_server: FaultServer) -> FaultServer:
 
 @pytest.fixture(scope="session")
 def _forbear_raw_faults() -> Iterator[RawFaults]:
-    from forbear.testing import RawFaults
+    from forbear_testing import RawFaults
 
     with RawFaults() as raw:
         yield raw
@@ -64,7 +64,7 @@ def raw_faults(_forbear_raw_faults: RawFaults) -> RawFaults:
 @pytest.fixture
 def refused_port() -> Iterator[int]:
     """A port of 127.0.0.1 where nothing listens, held for this test."""
-    from forbear.testing import refused_port as hold
+    from forbear_testing import refused_port as hold
 
     with hold() as port:
         yield port
@@ -72,7 +72,7 @@ def refused_port() -> Iterator[int]:
 
 @pytest.fixture(scope="session")
 def _forbear_partner_api() -> Iterator[PartnerAPI]:
-    from forbear.testing import PartnerAPI, serve
+    from forbear_testing import PartnerAPI, serve
 
     with serve(PartnerAPI()) as api:
         yield api
@@ -87,7 +87,7 @@ def partner_api(_forbear_partner_api: PartnerAPI) -> PartnerAPI:
 
 @pytest.fixture(scope="session")
 def _forbear_policy_api() -> Iterator[PolicyAPI]:
-    from forbear.testing import PolicyAPI, serve
+    from forbear_testing import PolicyAPI, serve
 
     with serve(PolicyAPI()) as api:
         yield api
@@ -102,7 +102,7 @@ def policy_api(_forbear_policy_api: PolicyAPI) -> PolicyAPI:
 
 @pytest.fixture(scope="session")
 def _forbear_sarucci_api() -> Iterator[SarucciAPI]:
-    from forbear.testing import SarucciAPI, serve
+    from forbear_testing import SarucciAPI, serve
 
     with serve(SarucciAPI()) as api:
         yield api
@@ -120,6 +120,6 @@ def conformance_env(
     fault_server: FaultServer, raw_faults: RawFaults, refused_port: int
 ) -> ScenarioEnv:
     """The live servers a conformance scenario runs against."""
-    from forbear.testing import ScenarioEnv
+    from forbear_testing import ScenarioEnv
 
     return ScenarioEnv(server=fault_server, raw=raw_faults, refused_port=refused_port)

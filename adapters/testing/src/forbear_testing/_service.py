@@ -23,7 +23,7 @@ from ._records import Arrival, Recorder
 
 __all__ = ["HOST", "STOPPING", "Service", "serve_service", "stopping"]
 
-#: The only address anything in `forbear.testing` listens on.
+#: The only address anything in `forbear_testing` listens on.
 HOST = "127.0.0.1"
 
 #: The key in the ASGI ``scope["state"]`` of the `asyncio.Event` set when the server stops.

@@ -1,5 +1,5 @@
-"""The pytest plugin: it loads without the testing extra's packages, and its fixtures hand each
-test a live, freshly reset server."""
+"""The pytest plugin: it loads without the server libraries, and its fixtures hand each test a
+live, freshly reset server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from forbear.testing import FaultServer, PartnerAPI, PolicyAPI, RawFaults, Reply, SarucciAPI
+from forbear_testing import FaultServer, PartnerAPI, PolicyAPI, RawFaults, Reply, SarucciAPI
 
 pytest_plugins = ["pytester"]
 
@@ -17,7 +17,7 @@ pytest_plugins = ["pytester"]
 def test_plugin_import_loads_no_http_library() -> None:
     """Importing the plugin (as pytest does everywhere) imports no server or client library."""
     code = (
-        "import sys, forbear.testing.plugin\n"
+        "import sys, forbear_testing.plugin\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules}"
         " & {'starlette', 'uvicorn', 'httpx', 'aiohttp', 'requests'})\n"
         "print(loaded)\n"
@@ -29,20 +29,20 @@ def test_plugin_import_loads_no_http_library() -> None:
 
 
 def test_missing_extra_gives_an_actionable_error() -> None:
-    """Without the testing extra, using forbear.testing says which extra to install."""
+    """Without the server libraries, using forbear_testing says what to install."""
     code = (
         "import sys\n"
         "sys.modules['starlette'] = None\n"
-        "import forbear.testing\n"
+        "import forbear_testing\n"
         "try:\n"
-        "    forbear.testing.serve\n"
+        "    forbear_testing.serve\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert 'pip install "forbear[testing]"' in output.stdout
+    assert "pip install forbear-testing" in output.stdout
 
 
 def test_fixtures_are_live_and_reset(pytester: pytest.Pytester) -> None:
@@ -50,7 +50,7 @@ def test_fixtures_are_live_and_reset(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
         import httpx
-        from forbear.testing import Reply
+        from forbear_testing import Reply
 
         def test_first(fault_server, partner_api):
             fault_server.script("/p", [Reply(503)] * 3)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from forbear.testing import Faults, PartnerAPI, PolicyAPI, SarucciAPI, serve
+from forbear_testing import Faults, PartnerAPI, PolicyAPI, SarucciAPI, serve
 
 
 def statuses(client: httpx.Client, url: str, headers: dict[str, str], n: int) -> list[int]:

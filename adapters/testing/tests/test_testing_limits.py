@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from forbear.testing import FixedWindow, TokenBucket
-from forbear.testing._limits import retry_after_seconds
+from forbear_testing import FixedWindow, TokenBucket
+from forbear_testing._limits import retry_after_seconds
 
 
 def test_bucket_allows_one_plus_burst_at_once() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from forbear.testing import Faults, PolicyAPI, serve
+from forbear_testing import Faults, PolicyAPI, serve
 
 ORDER = {"action": "buy", "symbol": "ACME", "quantity": 10}
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from forbear import Action, ErrorKind, Retrier
-from forbear.testing import (
+from forbear_testing import (
     SCENARIOS,
     Result,
     Scenario,

@@ -13,7 +13,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 import pytest
 
-from forbear.testing import DEFAULT_REPLY, FaultServer, Reply, serve
+from forbear_testing import DEFAULT_REPLY, FaultServer, Reply, serve
 
 
 @pytest.fixture

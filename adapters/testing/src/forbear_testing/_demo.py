@@ -1,15 +1,16 @@
-"""`forbear demo`: a concurrent crawl of the three seed-API emulators, with and without forbear.
+"""`forbear-demo`: a concurrent crawl of the three seed-API emulators, with and without forbear.
 
-The emulators from `forbear.testing` run on 127.0.0.1 with their faults switched on: rate
+The emulators from `forbear_testing` run on 127.0.0.1 with their faults switched on: rate
 limits answering 429 + ``Retry-After``, 5xx bursts, Sarucci tokens that expire mid-run and an
 expired partner-API upload session. The same seeded workload is crawled through every adapter
 that is installed (httpx async, aiohttp, requests in a thread pool) and through a bare httpx
-client, and a table compares them. Needs the ``testing`` extra; ``rich`` (the ``cli`` extra)
-draws progress bars when present.
+client, and a table compares them. ``pip install "forbear-testing[demo]"`` brings every adapter
+and ``rich``, which draws progress bars when present. ``make demo`` runs it.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib.util
 import json
@@ -17,7 +18,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -25,14 +26,23 @@ from typing import Any
 
 import httpx
 
-from ._errors import parse_error
-from ._events import Event
-from ._policy import IDEMPOTENT_METHODS, Policy
-from ._state import Action
-from ._token import TokenExchangeError, TokenSource
-from .testing import Faults, PartnerAPI, PolicyAPI, SarucciAPI, serve
+from forbear import Action, Event, Policy, TokenExchangeError, TokenSource, parse_error
 
-__all__ = ["Job", "Tally", "run_demo", "workload"]
+from ._emulator import Faults
+from ._partner import PartnerAPI
+from ._policy import PolicyAPI
+from ._sarucci import SarucciAPI
+from ._server import serve
+
+__all__ = ["Job", "Tally", "main", "run_demo", "workload"]
+
+#: The adapters the demo crawls with, by import name: (distribution, client library).
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "forbear_httpx": ("forbear-httpx", "httpx"),
+    "forbear_aiohttp": ("forbear-aiohttp", "aiohttp"),
+    "forbear_requests": ("forbear-requests", "requests"),
+}
+INSTALL_HINT = 'pip install "forbear-testing[demo]"'
 
 _SARUCCI_COMPANY = "cmp_demo"
 
@@ -204,8 +214,8 @@ def _exchange_transport() -> Any:
         from forbear_httpx import RetryTransport
 
         # Issuing a token twice does no harm: the exchange's POST is safe to repeat.
-        safe = Policy(idempotent_methods=IDEMPOTENT_METHODS | {"POST"})
-        return RetryTransport(policy=safe, budget=False)
+        safe = Policy(idempotent_methods=Policy().idempotent_methods | {"POST"})
+        return RetryTransport(policy=safe, budget=None)
     return None
 
 
@@ -268,6 +278,7 @@ async def _crawl_aiohttp(
     env: _Emulators, jobs: list[Job], tally: Tally, n: int, step: Progress
 ) -> None:
     import aiohttp
+
     from forbear_aiohttp import RetryMiddleware
 
     middleware = RetryMiddleware(
@@ -294,6 +305,7 @@ async def _crawl_aiohttp(
 
 def _crawl_requests(env: _Emulators, jobs: list[Job], tally: Tally, n: int, step: Progress) -> None:
     import requests
+
     from forbear_requests import RetryAdapter
 
     adapter = RetryAdapter(
@@ -326,14 +338,24 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _missing_adapters() -> list[str]:
+    """The distributions of the adapters (or their client libraries) that are not installed."""
+    return [
+        distribution
+        for module, (distribution, client) in ADAPTERS.items()
+        if not (_installed(module) and _installed(client))
+    ]
+
+
 def _crawls() -> list[tuple[str, Callable[..., Any], bool]]:
     """(label, crawl, is_async) for each adapter installed, then the bare client."""
+    missing = _missing_adapters()
     found: list[tuple[str, Callable[..., Any], bool]] = []
-    if _installed("forbear_httpx"):
+    if "forbear-httpx" not in missing:
         found.append(("forbear httpx async", _crawl_httpx, True))
-    if _installed("forbear_aiohttp") and _installed("aiohttp"):
+    if "forbear-aiohttp" not in missing:
         found.append(("forbear aiohttp", _crawl_aiohttp, True))
-    if _installed("forbear_requests") and _installed("requests"):
+    if "forbear-requests" not in missing:
         found.append(("forbear requests", _crawl_requests, False))
     found.append(("bare httpx", _crawl_bare, True))
     return found
@@ -430,6 +452,12 @@ def run_demo(
     if requests < 1 or concurrency < 1:
         print("forbear demo: --requests and --concurrency must be >= 1", file=sys.stderr)
         return 2
+    missing = _missing_adapters()
+    if len(missing) == len(ADAPTERS):
+        print(f"forbear demo: no forbear adapter is installed; {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    if missing:
+        print(f"forbear demo: skipping {', '.join(missing)} (not installed; {INSTALL_HINT})")
     console = None
     if not plain and _installed("rich"):
         from rich.console import Console
@@ -490,3 +518,27 @@ def _progress(console: Any, label: str, total: int) -> Iterator[Progress]:
                 progress.advance(task)
 
         yield step
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forbear-demo",
+        description="Crawl the seed-API emulators through every installed forbear adapter.",
+    )
+    parser.add_argument("--requests", type=int, default=600, help="logical requests per adapter")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--plain", action="store_true", help="no rich output even if installed")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``forbear-demo`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    return run_demo(
+        requests=args.requests, concurrency=args.concurrency, seed=args.seed, plain=args.plain
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from forbear.testing import Faults, SarucciAPI
+from forbear_testing import Faults, SarucciAPI
 
 PARTNER = "/v1/partner/companies"
 

@@ -1,4 +1,4 @@
-"""`forbear demo` end to end: the real emulators, every installed adapter, the bare client."""
+"""`forbear-demo` end to end: the real emulators, every installed adapter, the bare client."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import re
 import subprocess
 import sys
 
-from forbear._demo import Job, Tally, workload
+from forbear_testing._demo import Job, Tally, workload
 
 
 def test_demo_loses_nothing_and_the_bare_client_does() -> None:
-    """`forbear demo --requests 200`: forbear loses nothing; the bare client loses some."""
+    """`forbear-demo --requests 200`: forbear loses nothing; the bare client loses some."""
     done = subprocess.run(
-        [sys.executable, "-m", "forbear", "demo", "--requests", "200", "--plain"],
+        [sys.executable, "-m", "forbear_testing._demo", "--requests", "200", "--plain"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -59,3 +59,20 @@ def test_tally_separates_documented_errors_from_lost_requests() -> None:
     assert (tally.requests, tally.succeeded, tally.lost) == (4, 1, 2)
     assert tally.handed_back == {"404 company_not_found": 1}
     assert tally.examples == {"404 company_not_found": "r-1"}
+
+
+def test_demo_without_adapters_says_what_to_install() -> None:
+    """With no adapter installed, the demo answers with one line naming what to install."""
+    code = (
+        "import sys\n"
+        "for name in ('forbear_httpx', 'forbear_aiohttp', 'forbear_requests'):\n"
+        "    sys.modules[name] = None\n"
+        "from forbear_testing._demo import main\n"
+        "sys.exit(main(['--requests', '5', '--plain']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        'forbear demo: no forbear adapter is installed; pip install "forbear-testing[demo]"'
+    ]

@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from forbear.testing import Faults, PartnerAPI
+from forbear_testing import Faults, PartnerAPI
 
 
 @pytest.fixture

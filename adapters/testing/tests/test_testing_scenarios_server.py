@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from forbear.testing import SCENARIOS, BodyKind, Scenario, ScenarioEnv, Target, scenario_named
+from forbear_testing import SCENARIOS, BodyKind, Scenario, ScenarioEnv, Target, scenario_named
 
 
 def _send_once(scenario: Scenario, env: ScenarioEnv) -> httpx.Response | httpx.HTTPError:

@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from forbear.testing import HALF_RESPONSE, RawFaults, RawMode, refused_port
+from forbear_testing import HALF_RESPONSE, RawFaults, RawMode, refused_port
 
 
 def test_reset_at_once(raw_faults: RawFaults) -> None:
