@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from forbear.testing import FaultServer, Reply, serve
+from forbear_testing import FaultServer, Reply, serve
 
 
 def _handle(server: FaultServer, command: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from forbear.testing import FaultServer
+from forbear_testing import FaultServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = "https://api.example.com"

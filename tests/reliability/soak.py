@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forbear_testing import DEFAULT_REPLY, FaultServer, Reply, serve
+
 from forbear import Backoff, Policy
-from forbear.testing import DEFAULT_REPLY, FaultServer, Reply, serve
 
 from .drivers import DRIVERS, Driver, Options
 

@@ -21,10 +21,10 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
+from forbear_testing import FaultServer, Reply, serve
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forbear import Backoff, Jitter, Policy
-from forbear.testing import FaultServer, Reply, serve
 
 from .drivers import Driver, Options, Session
 

@@ -11,8 +11,9 @@ two-core machine), the server must see no second arrival, and the client must st
 
 from __future__ import annotations
 
+from forbear_testing import FaultServer, Reply
+
 from forbear import Backoff, Jitter, Policy
-from forbear.testing import FaultServer, Reply
 
 from .conftest import Events
 from .drivers import Driver, Options

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
+from forbear_testing import Arrival, FaultServer, Reply
 
 from forbear import Backoff, Jitter, Policy
-from forbear.testing import Arrival, FaultServer, Reply
 
 from .conftest import Events
 from .drivers import Driver, Options

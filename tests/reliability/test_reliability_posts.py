@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from forbear_testing import FaultServer, RawFaults, RawMode, Reply
 
 from forbear import Backoff, Jitter, Policy
-from forbear.testing import FaultServer, RawFaults, RawMode, Reply
 
 from .conftest import Events
 from .drivers import Answer, Driver, Options

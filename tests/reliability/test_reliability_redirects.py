@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from forbear_testing import FaultServer, Reply, serve
 
 from forbear import Policy, TokenSource
-from forbear.testing import FaultServer, Reply, serve
 
 from .drivers import Driver, Options
 

@@ -21,9 +21,9 @@ import traceback
 from collections.abc import Iterable
 
 import pytest
+from forbear_testing import FaultServer, RawFaults, RawMode, Reply
 
 from forbear import Backoff, Jitter, Policy, TokenExchangeError, TokenSource
-from forbear.testing import FaultServer, RawFaults, RawMode, Reply
 
 from .conftest import Events
 from .drivers import Answer, Driver, Options

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
+from forbear_testing import FaultServer
 
 from forbear import Backoff, Jitter, Policy, TokenExchangeError, TokenSource
-from forbear.testing import FaultServer
 
 from .drivers import Driver, Options
 

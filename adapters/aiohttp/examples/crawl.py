@@ -95,7 +95,7 @@ async def crawl(
 
 def main(argv: Sequence[str] | None = None) -> Report:
     """Serve a rate-limited fault server on loopback and crawl it."""
-    from forbear.testing import serve
+    from forbear_testing import serve
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--urls", type=int, default=1000, help="pages to fetch")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import aiohttp
 import pytest
 
-from forbear.testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, arun_scenario
 from forbear_aiohttp import RetryMiddleware, error_kind
+from forbear_testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, arun_scenario
 
 pytestmark = pytest.mark.anyio
 

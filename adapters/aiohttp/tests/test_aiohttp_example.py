@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from forbear.testing import FaultServer
+from forbear_testing import FaultServer
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "crawl.py"
 

@@ -15,8 +15,8 @@ import anyio
 import pytest
 
 from forbear import Backoff, Event, Policy, TokenExchangeError, TokenSource
-from forbear.testing import FaultServer, RawFaults, RawMode, Reply, serve
 from forbear_aiohttp import RetryMiddleware
+from forbear_testing import FaultServer, RawFaults, RawMode, Reply, serve
 
 pytestmark = pytest.mark.anyio
 

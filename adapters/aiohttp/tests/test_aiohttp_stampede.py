@@ -15,8 +15,8 @@ import aiohttp
 import anyio
 import pytest
 
-from forbear.testing import Arrival, FaultServer, Reply
 from forbear_aiohttp import RetryMiddleware
+from forbear_testing import Arrival, FaultServer, Reply
 
 pytestmark = pytest.mark.anyio
 

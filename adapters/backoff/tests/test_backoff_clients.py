@@ -13,7 +13,7 @@ from typing import Any
 from backoff_harness import Client
 
 from forbear import parse_http_date
-from forbear.testing import FaultServer, Reply
+from forbear_testing import FaultServer, Reply
 
 
 def notes(result: Any) -> list[str]:

@@ -22,7 +22,7 @@ from backoff_harness import FAST
 
 import forbear_backoff
 from forbear import Action, Event, Policy, Retrier, TokenSource
-from forbear.testing import FaultServer, Reply
+from forbear_testing import FaultServer, Reply
 
 EXACT = dataclasses.replace(FAST, retry_after_jitter=0.0)
 

@@ -18,7 +18,7 @@ import requests
 from backoff_harness import FAST
 
 import forbear_backoff
-from forbear.testing import FaultServer, Reply
+from forbear_testing import FaultServer, Reply
 
 PATHS = [f"/p{n}" for n in range(6)]
 

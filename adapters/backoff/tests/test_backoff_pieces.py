@@ -18,7 +18,7 @@ from backoff_harness import FAST
 
 import forbear_backoff
 from forbear import Policy
-from forbear.testing import FaultServer, Reply
+from forbear_testing import FaultServer, Reply
 
 
 def test_on_predicate_retries_until_the_answer(fault_server: FaultServer) -> None:

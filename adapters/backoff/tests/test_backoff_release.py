@@ -16,7 +16,7 @@ import requests
 from backoff_harness import FAST
 
 import forbear_backoff
-from forbear.testing import FaultServer, Reply
+from forbear_testing import FaultServer, Reply
 
 SCRIPT = [Reply(503, body=b"busy"), Reply(502, body=b"bad gateway"), Reply(200, body=b"fine")]
 

@@ -17,7 +17,7 @@ import requests
 from backoff_harness import FAST, Client
 
 import forbear_backoff
-from forbear.testing import RawFaults, RawMode
+from forbear_testing import RawFaults, RawMode
 
 CONNECT_ERRORS: dict[str, type[Exception]] = {
     "httpx": httpx.ConnectError,

@@ -28,8 +28,8 @@ from forbear import (
     TokenExchangeError,
     TokenSource,
 )
-from forbear.testing import FaultServer, RawFaults, RawMode, Reply
 from forbear_requests import RetryAdapter, error_kind
+from forbear_testing import FaultServer, RawFaults, RawMode, Reply
 
 FAST = Policy(backoff=Backoff(initial=0.01, max=0.05))
 MIB = 1 << 20

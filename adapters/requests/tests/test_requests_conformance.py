@@ -11,8 +11,8 @@ from types import FrameType
 import pytest
 import requests
 
-from forbear.testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, run_scenario
 from forbear_requests import RetryAdapter, error_kind
+from forbear_testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, run_scenario
 
 #: Cancellation interrupts the main thread with a signal, as Ctrl-C would (POSIX only).
 CAN_CANCEL = hasattr(signal, "pthread_kill") and hasattr(signal, "SIGUSR1")
