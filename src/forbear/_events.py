@@ -52,9 +52,18 @@ class Event:
     url: str
     #: The server's request id (``X-Request-Id``), or the one forbear sent, if any.
     request_id: str | None
+    #: Seconds the gate held this attempt before it was sent (0.0 when it went at once).
+    gate_wait: float = 0.0
 
     @classmethod
-    def of(cls, decision: Decision, method: str, url: str, request_id: str | None) -> Event:
+    def of(
+        cls,
+        decision: Decision,
+        method: str,
+        url: str,
+        request_id: str | None,
+        gate_wait: float = 0.0,
+    ) -> Event:
         """The event for ``decision``."""
         return cls(
             decision.attempt,
@@ -66,6 +75,7 @@ class Event:
             method,
             redact_url(url),
             request_id,
+            gate_wait,
         )
 
     def message(self) -> str:

@@ -510,6 +510,7 @@ class Retrier:
         sent_token: str | None = None
         while True:
             # 1. A send slot from the gate, waited out (never past the deadline).
+            held = 0.0
             if gate is not None:
                 slot: Any = gate.delay(key)
                 if type(slot) is Call:
@@ -519,6 +520,7 @@ class Retrier:
                     if deadline_at is not None:
                         slot = max(min(slot, deadline_at - clock()), 0.0)
                     if slot > 0.0:
+                        held = slot
                         yield Sleep(slot)
             # 2. Headers: the token, Idempotency-Key and X-Request-Id.
             send = _SEND_PLAIN if added is None else Send(added)
@@ -542,7 +544,7 @@ class Retrier:
                         gate.succeeded(key, outcome.headers, clock())
                     if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
                         first = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, status)
-                        self._emit(first, method, url, request_id, outcome.headers)
+                        self._emit(first, method, url, request_id, outcome.headers, held)
                     return response
                 state = RetryState.start(
                     method,
@@ -567,7 +569,7 @@ class Retrier:
                 gate.observe(key, decision, outcome.headers, now=clock())
             state = state.next(decision)
             if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
-                self._emit(decision, method, url, request_id, outcome.headers)
+                self._emit(decision, method, url, request_id, outcome.headers, held)
             action = decision.action
             if action is Action.RETURN or action is Action.GIVE_UP:
                 if error is not None:
@@ -602,12 +604,13 @@ class Retrier:
         url: object,
         request_id: str | None,
         headers: Mapping[str, str] | Any,
+        held: float,
     ) -> None:
         if decision.status is not None:
             echoed = header_value(headers, "X-Request-Id")
             if echoed is not None and _REQUEST_ID.fullmatch(echoed):
                 request_id = echoed
-        event = Event.of(decision, method, str(url), request_id)
+        event = Event.of(decision, method, str(url), request_id, held)
         level = logging.INFO if decision.action is Action.RETRY else logging.DEBUG
         if logger.isEnabledFor(level):
             logger.log(level, "%s", event.message(), extra={"forbear_event": event})

@@ -189,6 +189,10 @@ class HostGate:
         entry = self._origins.get(key)
         return entry.rate if entry is not None and entry.paced else None
 
+    def rates(self) -> dict[str, float]:
+        """Every paced key and its rate in sends per second (for metrics; a copy)."""
+        return {key: entry.rate for key, entry in list(self._origins.items()) if entry.paced}
+
     def paused_until(self, key: str) -> float | None:
         """The monotonic time until which ``key`` is paused, or None."""
         entry = self._origins.get(key)
