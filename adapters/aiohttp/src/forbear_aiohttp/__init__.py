@@ -16,9 +16,9 @@ except ImportError as exc:  # pragma: no cover - aiohttp is a dependency of this
     ) from exc
 
 from ._errors import ERROR_KINDS, error_kind
-from ._middleware import DRAIN_LIMIT, RetryMiddleware
+from ._middleware import RetryMiddleware
 
-__all__ = ["DRAIN_LIMIT", "ERROR_KINDS", "RetryMiddleware", "error_kind"]
+__all__ = ["ERROR_KINDS", "RetryMiddleware", "error_kind"]
 
 
 def __getattr__(name: str) -> Any:

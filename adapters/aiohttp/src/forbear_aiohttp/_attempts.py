@@ -1,0 +1,102 @@
+"""aiohttp's part of the retry loop: send one attempt, read its outcome, release what is discarded.
+
+The `forbear.AsyncAdapter` that `RetryMiddleware` hands to `forbear.Retrier.run_async`. It holds
+no retry rule: it only translates between aiohttp's types and the core's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Mapping
+
+import aiohttp
+import anyio
+from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
+from aiohttp.multipart import BodyPartReaderPayload
+
+from forbear import RELEASE_SECONDS, ErrorKind, Outcome, TokenSource, drain_length
+
+from ._errors import error_kind
+
+__all__ = ["Attempts"]
+
+#: One attempt's request: the request and the handler that sends it.
+Call = tuple[ClientRequest, ClientHandlerType]
+
+#: How many recent auth header values forbear remembers having attached (to strip them from a
+#: request to an origin the token does not belong to).
+_ATTACHED_MEMORY = 4
+
+
+class Attempts:
+    """Sends attempts of aiohttp requests for the core's loop; one per `RetryMiddleware`."""
+
+    __slots__ = ("_attached", "_header", "inner", "token")
+
+    def __init__(self, inner: ClientMiddlewareType | None, token: TokenSource | None) -> None:
+        self.inner = inner
+        self.token = token
+        self._header = None if token is None else token.header
+        self._attached: deque[str] = deque(maxlen=_ATTACHED_MEMORY)
+
+    async def send(self, call: Call, headers: Mapping[str, str] | None) -> ClientResponse:
+        request, handler = call
+        if request.response is not None:
+            # A re-send: let the last attempt's cancelled body writer settle first, so a file
+            # payload rewinds. Its failure, if any, already reached that attempt's outcome.
+            with contextlib.suppress(Exception):
+                await request.close()
+        if headers:
+            # aiohttp builds each redirect hop from the caller's headers, not from this
+            # request's: what forbear sets here never follows a hop.
+            request.headers.update(headers)
+            attached = None if self._header is None else headers.get(self._header)
+            if attached is not None and attached not in self._attached:
+                self._attached.append(attached)
+        inner = self.inner
+        return await (handler(request) if inner is None else inner(request, handler))
+
+    @staticmethod
+    def outcome(response: ClientResponse) -> Outcome:
+        return Outcome(response.status, response.headers)
+
+    @staticmethod
+    def failure(error: Exception) -> ErrorKind | None:
+        return error_kind(error)
+
+    @staticmethod
+    def replayable(call: Call) -> bool:
+        body = call[0].body
+        return not isinstance(body, aiohttp.Payload) or not _one_shot(body)
+
+    @staticmethod
+    async def release(response: ClientResponse) -> None:
+        try:
+            if drain_length(response.headers) is not None and not response.content.is_eof():
+                with anyio.move_on_after(RELEASE_SECONDS):
+                    await response.content.read()
+        except Exception:  # a broken body: the release below closes its connection
+            pass
+        finally:
+            # Unread, aiohttp closes the connection: an unbounded body is never drained.
+            response.release()
+
+    def strip(self, request: ClientRequest, origin: str) -> None:
+        """Remove a token forbear attached from a request to an origin the token is not for."""
+        token = self.token
+        if self._attached and token is not None and origin not in token.origins:
+            sent = request.headers.getall(token.header, ())
+            if any(value in self._attached for value in sent):
+                request.headers.popall(token.header, None)
+
+
+def _one_shot(payload: aiohttp.Payload) -> bool:
+    """Whether ``payload`` can be written only once (or was consumed while being written)."""
+    if payload.consumed or isinstance(
+        payload, (aiohttp.AsyncIterablePayload, BodyPartReaderPayload)
+    ):
+        return True
+    if isinstance(payload, aiohttp.MultipartWriter):
+        return any(_one_shot(part) for part, _, _ in payload)
+    return False
