@@ -568,7 +568,11 @@ class Retrier:
             if gate is not None:
                 gate.observe(key, decision, outcome.headers, now=clock())
             state = state.next(decision)
-            if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+            if (
+                self.on_event is not None
+                or _Hub.hooks
+                or logger.isEnabledFor(20 if decision.action is Action.RETRY else 10)
+            ):
                 self._emit(decision, method, url, request_id, outcome.headers, held)
             action = decision.action
             if action is Action.RETURN or action is Action.GIVE_UP:

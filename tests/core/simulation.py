@@ -1,4 +1,4 @@
-"""A deterministic crawl on a virtual clock: N clients through one `Retrier` against a
+"""A deterministic crawl on a virtual clock: N clients run the core's flow against a
 simulated token-bucket limiter (nginx ``limit_req`` style). No sockets, no real time."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from forbear import Action, HostGate, Policy, Retrier, RetryBudget
+from forbear import HostGate, Outcome, Policy, Replayable, Retrier, RetryBudget, Send, Sleep
 
 
 class VirtualClock:
@@ -118,24 +118,32 @@ def crawl(
     def worker() -> Iterator[float]:  # one per client: yields the time to resume at
         nonlocal succeeded, lost, early
         for _ in pending:
-            call = retrier.begin("GET", url, {})
+            flow = retrier.flow("GET", url, {}, origin="http://limited.test")
             not_before = clock.now
+            value: object = None
             while True:
-                yield clock.now + call.gate_delay()
-                if clock.now < not_before - 1e-9:
-                    early += 1
-                yield clock.now + latency * (0.5 + rng.random())
-                status, headers = server.handle()
-                decision = call.on_response(status, headers)
-                if decision.action is Action.RETRY:
-                    not_before = clock.now + (decision.retry_after or 0.0)
-                    yield clock.now + decision.wait
-                    continue
-                if status == 200:
-                    succeeded += 1
-                else:
-                    lost += 1
-                break
+                try:
+                    effect = flow.send(value)
+                except StopIteration as stop:
+                    response = stop.value
+                    break
+                value = None
+                if isinstance(effect, Sleep):
+                    yield clock.now + effect.seconds
+                elif isinstance(effect, Replayable):
+                    value = True
+                elif isinstance(effect, Send):
+                    if clock.now < not_before - 1e-9:
+                        early += 1
+                    yield clock.now + latency * (0.5 + rng.random())
+                    status, headers = server.handle()
+                    if status == 429:
+                        not_before = clock.now + float(server.retry_after)
+                    value = ((status, headers), None, Outcome.response(status, headers))
+            if response[0] == 200:
+                succeeded += 1
+            else:
+                lost += 1
 
     for _ in range(concurrency):
         schedule(0.0, worker())

@@ -1,4 +1,4 @@
-"""`RetryBudget`: a fraction of first attempts plus a floor per second, expiring after ``ttl``.
+"""`RetryBudget`: a fraction of first attempts, expiring after ``ttl``, plus a refilling floor.
 
 Every call gets an injected ``now`` (or a fixed clock), so nothing sleeps; one test hammers the
 budget from 32 threads and checks the accounting to the retry.
@@ -30,11 +30,35 @@ def test_defaults() -> None:
     assert (budget.ratio, budget.min_per_second, budget.ttl) == (0.2, 10.0, 10.0)
 
 
-def test_floor_alone_allows_min_per_second_over_the_window() -> None:
-    """With no first attempts at all, the floor grants ``min_per_second * ttl`` retries."""
+def test_floor_alone_allows_min_per_second_never_more_at_once() -> None:
+    """With no first attempts, the floor grants one second's worth, then refills at its rate."""
     budget = RetryBudget(min_per_second=10.0, ttl=10.0, clock=lambda: 0.0)
-    assert withdraw_all(budget, now=0.0) == 100
+    assert withdraw_all(budget, now=0.0) == 10
     assert budget.balance(now=0.0) == 0.0
+    assert withdraw_all(budget, now=0.5) == 5
+    assert withdraw_all(budget, now=60.0) == 10  # a long calm refills one second's worth only
+
+
+def test_an_outage_cannot_spend_a_long_floor_as_one_burst() -> None:
+    """200 first attempts failing at once get 20 % of them plus one second of floor: 50."""
+    budget = RetryBudget(clock=lambda: 0.0)
+    for _ in range(200):
+        budget.deposit(now=0.0)
+    assert withdraw_all(budget, now=0.0) == 50
+
+
+def test_each_key_has_its_own_account() -> None:
+    """An outage of one origin never spends the retries another origin needs."""
+    budget = RetryBudget(ratio=0.5, min_per_second=0.0, clock=lambda: 0.0)
+    for _ in range(10):
+        budget.deposit("https://a.test", now=0.0)
+        budget.deposit("https://b.test", now=0.0)
+    assert withdraw_all(budget, now=0.0) == 0  # the shared "" key earned nothing
+    granted = 0
+    while budget.try_withdraw("https://a.test", now=0.0):
+        granted += 1
+    assert granted == 5
+    assert budget.balance("https://b.test", now=0.0) == 5.0
 
 
 def test_ratio_of_first_attempts() -> None:
@@ -67,11 +91,15 @@ def test_deposits_expire_after_ttl() -> None:
     assert not budget.try_withdraw(now=110.5)
 
 
-def test_withdrawals_expire_so_the_floor_comes_back() -> None:
-    """Retries spent more than ``ttl`` ago stop counting: the floor is available again."""
-    budget = RetryBudget(min_per_second=1.0, ttl=10.0, clock=lambda: 0.0)
+def test_withdrawals_expire_so_deposits_pay_again() -> None:
+    """Retries spent more than ``ttl`` ago stop counting against newer first attempts."""
+    budget = RetryBudget(ratio=1.0, min_per_second=0.0, ttl=10.0, clock=lambda: 0.0)
+    for _ in range(10):
+        budget.deposit(now=50.0)
     assert withdraw_all(budget, now=50.0) == 10
     assert withdraw_all(budget, now=55.0) == 0
+    for _ in range(10):
+        budget.deposit(now=61.0)
     assert withdraw_all(budget, now=61.0) == 10
 
 
@@ -80,8 +108,8 @@ def test_a_long_gap_clears_everything() -> None:
     budget = RetryBudget(ratio=1.0, min_per_second=1.0, ttl=10.0, clock=lambda: 0.0)
     for _ in range(1000):
         budget.deposit(now=0.0)
-    assert budget.balance(now=0.0) == pytest.approx(1010.0)
-    assert budget.balance(now=10_000.0) == pytest.approx(10.0)
+    assert budget.balance(now=0.0) == pytest.approx(1001.0)
+    assert budget.balance(now=10_000.0) == pytest.approx(1.0)
 
 
 def test_injected_clock_is_read_when_now_is_omitted() -> None:
@@ -95,8 +123,8 @@ def test_injected_clock_is_read_when_now_is_omitted() -> None:
     assert not budget.try_withdraw()
 
 
-def test_balance_never_negative_and_capacity_bounds_it() -> None:
-    """The balance stays within [0, capacity] however deposits and withdrawals interleave."""
+def test_balance_never_negative_and_earnings_bound_it() -> None:
+    """The balance stays within [0, what was earned] however deposits and withdrawals interleave."""
     budget = RetryBudget(ratio=0.3, min_per_second=0.5, ttl=2.0, clock=lambda: 0.0)
     now = 0.0
     for step in range(2000):
@@ -106,7 +134,7 @@ def test_balance_never_negative_and_capacity_bounds_it() -> None:
         else:
             budget.deposit(now=now)
         balance = budget.balance(now=now)
-        assert 0.0 <= balance <= budget.capacity
+        assert 0.0 <= balance <= 0.3 * (step // 3 + 1) + 1.0
 
 
 @pytest.mark.parametrize(
@@ -127,10 +155,12 @@ def test_bad_configuration_raises(options: dict[str, object]) -> None:
         RetryBudget(**options)  # type: ignore[arg-type]
 
 
-def test_repr_shows_settings_and_balance() -> None:
-    """The repr names the settings and the current balance."""
+def test_repr_shows_settings_and_keys() -> None:
+    """The repr names the settings and how many keys have accounts."""
     budget = RetryBudget(clock=lambda: 0.0)
-    assert repr(budget) == "RetryBudget(ratio=0.2, min_per_second=10.0, ttl=10.0, balance=100.0)"
+    assert repr(budget) == "RetryBudget(ratio=0.2, min_per_second=10.0, ttl=10.0, keys=0)"
+    budget.deposit("https://a.test")
+    assert repr(budget).endswith("keys=1)")
 
 
 THREADS = 32
@@ -189,10 +219,10 @@ def test_threads_hammering_keep_exact_accounting_and_bounds() -> None:
     def watch() -> None:
         while not done.is_set():
             balance = budget.balance()
-            capacity = budget.capacity  # read after: capacity only grows at a fixed time
-            if not 0.0 <= balance <= capacity:
-                out_of_bounds.append((balance, capacity))
+            if not 0.0 <= balance <= earned:
+                out_of_bounds.append((balance, earned))
 
+    earned = 0.25 * THREADS * 300 + 1.0  # 2400, and one second of the floor
     watcher = threading.Thread(target=watch)
     watcher.start()
 
@@ -209,9 +239,8 @@ def test_threads_hammering_keep_exact_accounting_and_bounds() -> None:
     finally:
         done.set()
         watcher.join()
-    earned = 0.25 * THREADS * 300 + 1.0 * 10.0  # 2400 + 10
     assert out_of_bounds == []
     assert sum(granted) + budget.balance() == pytest.approx(earned)
     assert sum(granted) <= earned
     assert budget.balance() < 1.0  # everyone kept asking, so nothing whole was left unspent
-    assert budget.capacity == pytest.approx(earned)
+    assert budget.balance() + sum(granted) == pytest.approx(earned)  # no deposit was lost

@@ -22,8 +22,10 @@ from forbear import (
     Jitter,
     Outcome,
     Policy,
+    Reason,
     RetryState,
     decide,
+    parse_retry_after,
 )
 
 #: Monotonic time at which every logical request below starts.
@@ -789,3 +791,74 @@ def test_every_reason_is_documented_and_reachable(reason: str) -> None:
 def test_reasons_table_has_no_unreachable_entries() -> None:
     """REASONS lists exactly the slugs above plus the driver's budget-exhausted."""
     assert set(REASONS) == {*REASON_SCENARIOS, "budget-exhausted"}
+
+
+# -- round 2: budget admission, empty keys, repeated dates --------------------------------------
+
+
+def test_budget_admission_is_part_of_the_decision() -> None:
+    """A refused admission gives up ``budget-exhausted``; a 429 never asks the budget."""
+    asked: list[int] = []
+
+    def refuse() -> bool:
+        asked.append(1)
+        return False
+
+    state = RetryState.start("GET", headers={}, now=0.0)
+    spent = decide(Policy(), state, Outcome.response(503), now=0.0, admit=refuse)
+    assert (spent.action, spent.reason, spent.wait) == (
+        Action.GIVE_UP,
+        Reason.BUDGET_EXHAUSTED,
+        0.0,
+    )
+    assert asked == [1]
+    limited = decide(Policy(), state, Outcome.response(429), now=0.0, admit=refuse)
+    assert limited.action is Action.RETRY
+    assert asked == [1]
+
+
+def test_admission_is_asked_only_for_a_retry_every_other_rule_allows() -> None:
+    """Out of attempts, the budget is not asked (and so not spent)."""
+    state = RetryState.start("GET", headers={}, now=0.0)._replace(attempts=5)
+
+    def must_not_be_asked() -> bool:
+        raise AssertionError("asked")
+
+    decision = decide(Policy(), state, Outcome.response(503), now=0.0, admit=must_not_be_asked)
+    assert decision.reason is Reason.ATTEMPTS_EXHAUSTED
+
+
+@pytest.mark.parametrize("value", ["", "  ", ","])
+def test_an_empty_idempotency_key_does_not_make_a_post_safe(value: str) -> None:
+    """``Idempotency-Key: ""`` keys nothing: the POST is not re-sent after a 503."""
+    state = RetryState.start("POST", headers={"Idempotency-Key": value}, now=0.0)
+    assert state.has_idempotency_key is False
+    decision = decide(Policy(), state, Outcome.response(503), now=0.0)
+    assert decision.reason is Reason.NOT_SAFE_TO_RETRY
+
+
+@pytest.mark.parametrize("separator", [", ", ","])
+def test_two_identical_http_dates_are_one_wait(separator: str) -> None:
+    """A ``Retry-After`` repeated with the same HTTP-date is that date, not a conflict."""
+    date = "Sun, 06 Nov 1994 08:49:37 GMT"
+    wall = 784_111_767.0
+    assert parse_retry_after(separator.join([date, date]), wall=wall) == 10.0
+    assert parse_retry_after(f"{date}, Sun, 06 Nov 1994 08:49:38 GMT", wall=wall) is None
+
+
+def test_a_dated_wait_is_marked_for_the_gate() -> None:
+    """An HTTP-date wait is ``dated``; a delta is not."""
+    state = RetryState.start("GET", headers={}, now=0.0)
+    date = "Sun, 06 Nov 1994 08:49:37 GMT"
+    dated = decide(
+        Policy(), state, Outcome.response(503, {"Retry-After": date}), now=0.0, wall=784_111_767.0
+    )
+    delta = decide(Policy(), state, Outcome.response(503, {"Retry-After": "10"}), now=0.0)
+    assert (dated.dated, delta.dated) == (True, False)
+
+
+def test_reasons_are_an_enum_whose_values_are_the_slugs() -> None:
+    """Every reason is a `Reason`; its value, str and format are the stable slug."""
+    assert {reason.value for reason in Reason} == set(REASONS)
+    assert str(Reason.RETRY_AFTER) == f"{Reason.RETRY_AFTER}" == "retry-after"
+    assert Reason.SUCCESS == "success"

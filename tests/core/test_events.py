@@ -14,18 +14,20 @@ import traceback
 import uuid
 
 import pytest
+from flowplay import Answer, Played, play
 
 from forbear import (
     Action,
     ErrorKind,
     Event,
     Policy,
+    Reason,
     Retrier,
     RetryBudget,
-    RetryCall,
     TokenExchangeError,
     TokenSource,
     redact_url,
+    subscribe,
 )
 
 SENTINEL = "SENTINEL"
@@ -62,6 +64,7 @@ class Clock:
 
 
 def make_retrier(events: list[Event], **options: object) -> Retrier:
+    options.setdefault("gate", None)
     return Retrier(
         clock=Clock(),
         wall=lambda: 1_700_000_000.0,
@@ -69,6 +72,19 @@ def make_retrier(events: list[Event], **options: object) -> Retrier:
         on_event=events.append,
         **options,  # type: ignore[arg-type]
     )
+
+
+def run(
+    retrier: Retrier,
+    answers: list[Answer],
+    method: str = "GET",
+    url: str = CLEAN_URL,
+    headers: dict[str, str] | None = None,
+    **options: object,
+) -> Played:
+    """One logical request through ``retrier``'s flow, answered from ``answers``."""
+    flow = retrier.flow(method, url, headers or {}, **options)  # type: ignore[arg-type]
+    return play(flow, answers)
 
 
 # -- redaction -----------------------------------------------------------------------------------
@@ -99,19 +115,19 @@ def test_redact_url(url: str, redacted: str) -> None:
 def test_events_carry_each_decision() -> None:
     """Each decision gives one event with attempt, action, wait, reason, status or error kind."""
     events: list[Event] = []
-    retrier = make_retrier(events, request_ids=True)
-    call = retrier.begin("get", SECRET_URL, {})
-    sent_id = call.headers()["X-Request-Id"]
-    retry = call.on_response(503, {"Retry-After": "2", "X-Request-Id": "srv-1"})
-    failure = call.on_error("connect")
-    done = call.on_response(200, {})
-
+    played = run(
+        make_retrier(events, request_ids=True),
+        [(503, {"Retry-After": "2", "X-Request-Id": "srv-1"}), ErrorKind.CONNECT, 200],
+        "get",
+        SECRET_URL,
+    )
+    sent_id = played.sends[0]["X-Request-Id"]  # type: ignore[index]
     first, second, third = events
     assert first == Event(
         attempt=1,
         action=Action.RETRY,
-        wait=retry.wait,
-        reason="retry-after",
+        wait=played.sleeps[0],
+        reason=Reason.RETRY_AFTER,
         status=503,
         error=None,
         method="GET",
@@ -121,7 +137,7 @@ def test_events_carry_each_decision() -> None:
     assert 2.0 <= first.wait <= 2.2
     assert (second.attempt, second.action, second.reason) == (2, Action.RETRY, "backoff")
     assert (second.status, second.error) == (None, ErrorKind.CONNECT)
-    assert second.wait == failure.wait
+    assert second.wait == played.sleeps[1]
     assert second.request_id == sent_id
     assert (third.attempt, third.action, third.reason, third.status) == (
         3,
@@ -129,13 +145,30 @@ def test_events_carry_each_decision() -> None:
         "success",
         200,
     )
-    assert done.action is Action.RETURN
+
+
+def test_subscribers_see_every_event_of_every_retrier() -> None:
+    """``forbear.subscribe`` receives each event of every retrier until it unsubscribes."""
+    seen: list[Event] = []
+    unsubscribe = subscribe(seen.append)
+    try:
+        run(make_retrier([]), [503, 200])
+        run(Retrier(gate=None), [200])
+    finally:
+        unsubscribe()
+    assert [(event.attempt, event.action) for event in seen] == [
+        (1, Action.RETRY),
+        (2, Action.RETURN),
+        (1, Action.RETURN),
+    ]
+    run(make_retrier([]), [200])
+    assert len(seen) == 3
 
 
 def test_event_is_frozen() -> None:
     """An event cannot be changed after it is emitted."""
     events: list[Event] = []
-    make_retrier(events).begin("GET", CLEAN_URL, {}).on_response(200, {})
+    run(make_retrier(events), [200])
     with pytest.raises(dataclasses.FrozenInstanceError):
         events[0].url = SECRET_URL  # type: ignore[misc]
 
@@ -160,48 +193,40 @@ def test_event_message() -> None:
 def test_malformed_server_request_id_is_not_copied(echoed: str) -> None:
     """A server request id outside ``[A-Za-z0-9._:-]{1,128}`` is ignored for the one sent."""
     events: list[Event] = []
-    call = make_retrier(events, request_ids=True).begin("GET", CLEAN_URL, {})
-    call.on_response(200, {"X-Request-Id": echoed})
-    assert events[0].request_id == call.headers()["X-Request-Id"]
+    played = run(make_retrier(events, request_ids=True), [(200, {"X-Request-Id": echoed})])
+    assert events[0].request_id == played.sends[0]["X-Request-Id"]  # type: ignore[index]
 
 
 def test_request_id_is_none_when_neither_side_sent_one() -> None:
     """Without request ids on either side the event's request id is None."""
     events: list[Event] = []
-    make_retrier(events).begin("GET", CLEAN_URL, {}).on_response(200, {})
+    run(make_retrier(events), [200])
     assert events[0].request_id is None
 
 
 def test_caller_request_id_is_reported() -> None:
     """A request id the caller set is the one reported when the server echoes none."""
     events: list[Event] = []
-    call = make_retrier(events, request_ids=True).begin(
-        "GET", CLEAN_URL, {"x-request-id": "caller-7"}
+    played = run(
+        make_retrier(events, request_ids=True), [200], headers={"x-request-id": "caller-7"}
     )
-    call.on_response(200, {})
     assert events[0].request_id == "caller-7"
-    assert "X-Request-Id" not in call.headers()
+    assert played.sends == [None]
 
 
 # -- log levels ----------------------------------------------------------------------------------
 
 
 def run_one_of_each(retrier: Retrier) -> None:
-    """A RETRY, a RETURN, a REAUTH and a GIVE_UP."""
-    call = retrier.begin("GET", f"{API}/x", {})
-    call.auth_sync()
-    call.on_response(401, {})  # REAUTH
-    call.reauth_sync()
-    call.on_response(503, {"Retry-After": "1"})  # RETRY
-    call.on_response(200, {})  # RETURN
-    gives_up = retrier.begin("GET", f"{API}/y", {}, policy=Policy(max_attempts=1))
-    gives_up.on_response(500, {})  # GIVE_UP
+    """A REAUTH, a RETRY, a RETURN and a GIVE_UP."""
+    run(retrier, [401, (503, {"Retry-After": "0"}), 200], url=f"{API}/x")
+    run(retrier, [500], url=f"{API}/y", override={"policy": Policy(max_attempts=1)})
 
 
 def test_retries_log_at_info_everything_else_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     """RETRY is logged at INFO; RETURN, REAUTH and GIVE_UP at DEBUG, all on ``forbear``."""
     caplog.set_level(logging.DEBUG, logger="forbear")
-    retrier = Retrier(token=TokenSource(lambda: "t1", origins=[API], token="t0"))
+    retrier = Retrier(token=TokenSource(lambda: "t1", origins=[API], token="t0"), gate=None)
     run_one_of_each(retrier)
     seen = [(r.name, r.levelno, r.forbear_event.action) for r in caplog.records]  # type: ignore[attr-defined]
     assert seen == [
@@ -217,7 +242,7 @@ def test_retries_log_at_info_everything_else_at_debug(caplog: pytest.LogCaptureF
 def test_at_info_only_retries_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     """With the logger at INFO the log holds the retries and nothing else."""
     caplog.set_level(logging.INFO, logger="forbear")
-    run_one_of_each(Retrier(token=TokenSource(lambda: "t1", origins=[API], token="t0")))
+    run_one_of_each(Retrier(token=TokenSource(lambda: "t1", origins=[API], token="t0"), gate=None))
     assert [record.levelno for record in caplog.records] == [logging.INFO]
 
 
@@ -251,37 +276,35 @@ def test_no_secret_reaches_logs_events_notes_or_exceptions(
     retrier = make_retrier(
         events, token=source, idempotency_keys=True, request_ids=True, policy=Policy()
     )
-    calls: list[RetryCall] = []
+    played: list[Played] = []
     errors: list[BaseException] = []
 
     # A POST through every kind of decision: re-exchange, server wait, transport error, 429.
-    post = retrier.begin("POST", SECRET_URL, SECRET_HEADERS)
-    calls.append(post)
-    assert post.auth_sync() == ("Authorization", f"Bearer {STALE_TOKEN}")
-    assert post.on_response(401, SECRET_RESPONSE).action is Action.REAUTH
-    post.reauth_sync()
-    assert post.auth_sync() == ("Authorization", f"Bearer {FRESH_TOKEN}")
-    assert post.on_response(503, {"Retry-After": "1", **SECRET_RESPONSE}).action is Action.RETRY
-    assert post.on_error("read_timeout").action is Action.RETRY
-    assert post.on_response(429, {"Retry-After": "30", **SECRET_RESPONSE}).action is Action.RETRY
-    assert post.on_response(200, SECRET_RESPONSE).action is Action.RETURN
+    post = run(
+        retrier,
+        [
+            (401, SECRET_RESPONSE),
+            (503, {"Retry-After": "1", **SECRET_RESPONSE}),
+            ErrorKind.READ_TIMEOUT,
+            (429, {"Retry-After": "30", **SECRET_RESPONSE}),
+            (200, SECRET_RESPONSE),
+        ],
+        "POST",
+        SECRET_URL,
+        SECRET_HEADERS,
+    )
+    played.append(post)
+    assert post.sends[0]["Authorization"] == f"Bearer {STALE_TOKEN}"  # type: ignore[index]
+    assert post.sends[1]["Authorization"] == f"Bearer {FRESH_TOKEN}"  # type: ignore[index]
 
     # A GET that runs out of attempts, one refused twice, one the budget stops.
-    get = retrier.begin("GET", SECRET_URL, SECRET_HEADERS)
-    calls.append(get)
-    for _ in range(5):
-        decision = get.on_response(500, SECRET_RESPONSE)
-    assert decision.reason == "attempts-exhausted"
-    twice = retrier.begin("GET", SECRET_URL, SECRET_HEADERS)
-    calls.append(twice)
-    twice.auth_sync()
-    twice.on_response(401, SECRET_RESPONSE)
-    twice.reauth_sync()
-    assert twice.on_response(401, SECRET_RESPONSE).reason == "reauth-exhausted"
+    played.append(run(retrier, [(500, SECRET_RESPONSE)] * 5, "GET", SECRET_URL, SECRET_HEADERS))
+    played.append(run(retrier, [(401, SECRET_RESPONSE)] * 2, "GET", SECRET_URL, SECRET_HEADERS))
     broke = make_retrier(events, budget=RetryBudget(ratio=0.0, min_per_second=0.0))
-    spent = broke.begin("PUT", SECRET_URL, SECRET_HEADERS)
-    calls.append(spent)
-    assert spent.on_error("disconnect").reason == "budget-exhausted"
+    spent = run(broke, [ErrorKind.DISCONNECT], "PUT", SECRET_URL, SECRET_HEADERS)
+    played.append(spent)
+    assert isinstance(spent.result, ConnectionError)
+    errors.append(spent.result)
 
     # An exchange that fails with the secrets in its own message.
     def leaky_exchange() -> str:
@@ -290,32 +313,26 @@ def test_no_secret_reaches_logs_events_notes_or_exceptions(
     failing = make_retrier(
         events, token=TokenSource(leaky_exchange, origins=[API], token=STALE_TOKEN)
     )
-    refused = failing.begin("PATCH", SECRET_URL, SECRET_HEADERS)
-    calls.append(refused)
-    refused.auth_sync()
-    refused.on_response(401, SECRET_RESPONSE)
-    try:
-        refused.reauth_sync()
-    except TokenExchangeError as error:
-        errors.append(error)
-    assert len(errors) == 1
+    with pytest.raises(TokenExchangeError) as refused:
+        run(failing, [(401, SECRET_RESPONSE)], "PATCH", SECRET_URL, SECRET_HEADERS)
+    errors.append(refused.value)
 
     texts: list[str] = []
     for record in caplog.records:
         texts += [record.getMessage(), repr(record.args), str(record.msg), repr(vars(record))]
     for event in events:
         texts += [repr(event), event.message(), *map(str, dataclasses.astuple(event))]
-    for call in calls:
-        texts += [call.note(), repr(call.history), repr(call), repr(call.headers())]
-        texts += [decision.describe() for decision in call.history]
+    for one in played:
+        # The sends carry the token to the client: that is their job; nothing else may.
+        texts += [repr(one.result), repr(one.sleeps), repr(one.released)]
     for retrier_ in (retrier, broke, failing):
         texts += [repr(retrier_), repr(retrier_.token), repr(retrier_.gate), repr(retrier_.budget)]
     for raised in errors:
         texts += [str(raised), repr(raised), "".join(traceback.format_exception(raised))]
 
     # The run was not vacuous: every decision was logged and seen, with the URL cleaned.
-    decisions = sum(len(call.history) for call in calls)
-    assert len(events) == decisions == 14
+    decisions = len(events)
+    assert decisions == 14
     assert len([r for r in caplog.records if r.name == "forbear"]) == decisions
     assert {r.levelno for r in caplog.records if r.name == "forbear"} == {
         logging.DEBUG,
@@ -329,10 +346,15 @@ def test_no_secret_reaches_logs_events_notes_or_exceptions(
 def test_idempotency_key_and_request_id_are_uuids_not_secrets() -> None:
     """The headers forbear adds are fresh UUIDs, never derived from the caller's headers."""
     events: list[Event] = []
-    call = make_retrier(events, idempotency_keys=True, request_ids=True).begin(
-        "POST", SECRET_URL, SECRET_HEADERS
+    played = run(
+        make_retrier(events, idempotency_keys=True, request_ids=True),
+        [200],
+        "POST",
+        SECRET_URL,
+        SECRET_HEADERS,
     )
-    added = call.headers()
+    added = played.sends[0]
+    assert added is not None
     assert set(added) == {"Idempotency-Key", "X-Request-Id"}
     for value in added.values():
         assert str(uuid.UUID(value)) == value

@@ -14,7 +14,7 @@ import time
 import pytest
 from simulation import VirtualClock, crawl
 
-from forbear import Action, Decision, HostGate, origin_of
+from forbear import Action, Decision, HostGate, Reason, origin_of
 
 ORIGIN = "https://api.example.test"
 DATE_FORM = "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -24,11 +24,13 @@ def success(status: int = 200) -> Decision:
     return Decision(Action.RETURN, 0.0, "success", 1, status)
 
 
-def refused(status: int = 429, wait: float = 1.0, action: Action = Action.RETRY) -> Decision:
-    """A retryable refusal whose server named ``wait`` seconds."""
-    reason = "wait-exceeds-max" if action is Action.GIVE_UP else "retry-after"
+def refused(
+    status: int = 429, wait: float = 1.0, action: Action = Action.RETRY, *, dated: bool = False
+) -> Decision:
+    """A retryable refusal whose server named ``wait`` seconds (as a date when ``dated``)."""
+    reason = Reason.WAIT_EXCEEDS_MAX if action is Action.GIVE_UP else Reason.RETRY_AFTER
     return Decision(
-        action, 0.0 if action is Action.GIVE_UP else wait, reason, 1, status, None, wait
+        action, 0.0 if action is Action.GIVE_UP else wait, reason, 1, status, None, wait, dated
     )
 
 
@@ -407,7 +409,8 @@ def test_pause_only_when_the_wait_carries_information(
 ) -> None:
     """A 503 with a wait, an HTTP-date or a long wait pauses the origin; a short 429 does not."""
     gate, _ = gate_at()
-    gate.observe(ORIGIN, refused(status, wait=wait), headers, now=100.0)
+    dated = "GMT" in headers["Retry-After"]  # decide says so; the gate no longer re-parses
+    gate.observe(ORIGIN, refused(status, wait=wait, dated=dated), headers, now=100.0)
     if pauses:
         assert gate.paused_until(ORIGIN) == 100.0 + wait
         assert gate.delay(ORIGIN, now=100.5) == pytest.approx(wait - 0.5)
@@ -590,3 +593,15 @@ def test_crawl_with_long_retry_after_pauses_and_still_beats_unpaced() -> None:
     assert gated.lost == 0, gated
     assert gated.rejected_share < 0.05, gated
     assert gated.elapsed < 0.7 * unpaced.elapsed, (gated, unpaced)
+
+
+def test_requests_back_from_a_long_pause_are_paced_not_released_at_once() -> None:
+    """After a pause longer than the calm period, returning requests are spread by the pacer."""
+    gate, _ = gate_at()
+    for _ in range(200):
+        gate.observe(ORIGIN, refused(503, wait=40.0), {"Retry-After": "40"}, now=0.0)
+    # Each request waited out its own Retry-After; they all come back at once.
+    delays = [gate.delay(ORIGIN, now=40.0) for _ in range(200)]
+    assert sum(delay == 0.0 for delay in delays) <= 2  # at most the burst goes at once
+    assert delays == sorted(delays)
+    assert max(delays) > 1.0

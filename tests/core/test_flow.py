@@ -1,0 +1,415 @@
+"""`Retrier.flow`: the one retry loop, driven here with plain values.
+
+Each test plays the runner: it answers every effect the flow yields (a send from a script of
+statuses and error kinds, a sleep by moving an injected clock) and asserts on the effects and
+on what the flow hands back. Clocks, wall time and the jitter RNG are injected: nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from flowplay import Answer, Clock, Played, play
+
+import forbear
+from forbear import (
+    Action,
+    ErrorKind,
+    Event,
+    HostGate,
+    Outcome,
+    Policy,
+    Reason,
+    Release,
+    Replayable,
+    Retrier,
+    RetryBudget,
+    Send,
+    Sleep,
+    TokenSource,
+)
+
+API = "https://api.example.test"
+URL = f"{API}/v1/items"
+WALL = 784_111_767.0  # ten seconds before the date below
+DATE_IN_10S = "Sun, 06 Nov 1994 08:49:37 GMT"
+
+
+def retrier(**options: Any) -> Retrier:
+    """A retrier on injected clocks and a seeded RNG, with its own gate and budget."""
+    clock = options.setdefault("clock", Clock())
+    options.setdefault("wall", lambda: WALL)
+    options.setdefault("rng", random.Random(1))
+    options.setdefault("gate", HostGate(clock=clock))
+    options.setdefault("budget", RetryBudget(clock=clock))
+    return Retrier(**options)
+
+
+def run(
+    shared: Retrier, answers: Sequence[Answer], method: str = "GET", url: str = URL, **kw: Any
+) -> Played:
+    headers = kw.pop("headers", {})
+    replayable = kw.pop("replayable", True)
+    clock = shared.clock if isinstance(shared.clock, Clock) else None
+    return play(
+        shared.flow(method, url, headers, **kw), answers, clock=clock, replayable=replayable
+    )
+
+
+def recorded(shared: Retrier) -> list[Event]:
+    events: list[Event] = []
+    shared.on_event = events.append
+    return events
+
+
+# -- construction and scope ------------------------------------------------------------------
+
+
+def test_policy_must_be_a_policy() -> None:
+    """Anything but a `Policy` as the policy is refused at once."""
+    with pytest.raises(TypeError, match=r"forbear\.Policy"):
+        Retrier(policy={"max_attempts": 3})  # type: ignore[arg-type]
+
+
+def test_gate_and_budget_default_to_the_process_scope() -> None:
+    """Without ``gate``/``budget`` every retrier shares the process's; None goes without."""
+    first, second = Retrier(), Retrier()
+    assert first.gate is second.gate is forbear.process_gate()
+    assert first.budget is second.budget is forbear.process_budget()
+    bare = Retrier(gate=None, budget=None)
+    assert (bare.gate, bare.budget) == (None, None)
+    own = HostGate()
+    assert Retrier(gate=own).gate is own
+
+
+@pytest.mark.parametrize("bad", [True, False, "gate", 3])
+def test_a_gate_that_is_not_one_is_refused(bad: object) -> None:
+    """Booleans and other objects are refused with a message naming what is accepted."""
+    with pytest.raises(TypeError, match=r"gate must be a forbear\.HostGate"):
+        Retrier(gate=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"budget must be a forbear\.RetryBudget"):
+        Retrier(budget=bad)  # type: ignore[arg-type]
+
+
+# -- the happy path --------------------------------------------------------------------------
+
+
+def test_a_first_attempt_success_is_one_plain_send() -> None:
+    """A success ends the flow after one send with no headers added, nothing slept."""
+    shared = retrier()
+    played = run(shared, [200])
+    assert played.effects == [Send(None)]
+    assert played.result == ("response", 1)
+
+
+def test_a_first_attempt_success_deposits_and_is_counted_by_the_gate() -> None:
+    """The budget earns from every first attempt; the gate counts the success for its key."""
+    shared = retrier(budget=RetryBudget(ratio=1.0, min_per_second=0.0, clock=Clock()))
+    run(shared, [200])
+    assert shared.budget is not None
+    assert shared.budget.balance(API) == 1.0
+
+
+# -- idempotency keys and request ids --------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "post"])
+def test_idempotency_key_added_to_post_and_patch(method: str) -> None:
+    """POST and PATCH without a key get a UUID ``Idempotency-Key``, the same on every attempt."""
+    played = run(retrier(idempotency_keys=True), [503, ErrorKind.READ_TIMEOUT, 502, 200], method)
+    keys = {headers["Idempotency-Key"] for headers in played.sends if headers}
+    assert len(played.sends) == 4 and len(keys) == 1
+    key = keys.pop()
+    assert str(uuid.UUID(key)) == key
+
+
+def test_each_logical_request_gets_its_own_key() -> None:
+    """Two logical requests never share an idempotency key."""
+    shared = retrier(idempotency_keys=True)
+    first, second = run(shared, [200], "POST"), run(shared, [200], "POST")
+    assert first.sends[0] != second.sends[0]
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD", "OPTIONS"])
+def test_no_key_for_other_methods(method: str) -> None:
+    """Methods other than POST and PATCH get no idempotency key."""
+    assert run(retrier(idempotency_keys=True), [200], method).sends == [None]
+
+
+@pytest.mark.parametrize("name", ["Idempotency-Key", "idempotency-key", "IDEMPOTENCY-KEY"])
+def test_caller_key_is_kept_and_makes_post_retryable(name: str) -> None:
+    """A key the caller set (any case) is not replaced, and the POST may be re-sent."""
+    played = run(retrier(idempotency_keys=True), [503, 200], "POST", headers={name: "k"})
+    assert played.sends == [None, None]
+    assert played.result == ("response", 2)
+
+
+@pytest.mark.parametrize("value", ["", " ", ","])
+def test_an_empty_caller_key_keys_nothing(value: str) -> None:
+    """A POST whose ``Idempotency-Key`` is empty is not safe to re-send after a 503."""
+    shared = retrier()
+    events = recorded(shared)
+    played = run(shared, [503, 200], "POST", headers={"Idempotency-Key": value})
+    assert played.result == ("response", 1)
+    assert events[-1].reason is Reason.NOT_SAFE_TO_RETRY
+
+
+def test_without_the_option_post_is_not_retried_after_a_5xx() -> None:
+    """With keys off, a POST that may have reached the server is handed back, not re-sent."""
+    played = run(retrier(), [503, 200], "POST")
+    assert (played.sends, played.result) == ([None], ("response", 1))
+
+
+def test_request_id_added_once_per_logical_request() -> None:
+    """``X-Request-Id`` is a UUID, the same on every attempt, new for the next request."""
+    shared = retrier(request_ids=True)
+    played = run(shared, [503, 503, 200])
+    ids = {headers["X-Request-Id"] for headers in played.sends if headers}
+    assert len(ids) == 1
+    sent = ids.pop()
+    assert str(uuid.UUID(sent)) == sent
+    assert run(shared, [200]).sends[0] != {"X-Request-Id": sent}
+
+
+def test_caller_request_id_is_not_replaced() -> None:
+    """A request that already carries ``X-Request-Id`` gets no second one, and events name it."""
+    shared = retrier(request_ids=True)
+    events = recorded(shared)
+    assert run(shared, [200], headers={"X-Request-Id": "mine"}).sends == [None]
+    assert events[0].request_id == "mine"
+
+
+# -- release, waits, the failure contract ----------------------------------------------------
+
+
+def test_a_discarded_response_is_released_before_the_wait() -> None:
+    """Each retried response is released, then the wait is slept, then the next send."""
+    played = run(retrier(), [503, 503, 200])
+    kinds = [type(effect) for effect in played.effects if not isinstance(effect, Replayable)]
+    assert kinds == [Send, Release, Sleep, Send, Release, Sleep, Send]
+    assert played.released == [("response", 1), ("response", 2)]
+
+
+def test_the_last_response_is_handed_back_when_attempts_run_out() -> None:
+    """Five 503s: the fifth response is returned, unreleased."""
+    played = run(retrier(), [503] * 5)
+    assert played.result == ("response", 5)
+    assert ("response", 5) not in played.released
+
+
+def test_a_judged_error_is_handed_back_with_the_history_as_a_note() -> None:
+    """The last transport error comes back unchanged, with the attempt history in a note."""
+    played = run(retrier(policy=Policy(max_attempts=2)), [503, ErrorKind.CONNECT])
+    error = played.result
+    assert isinstance(error, ConnectionError)
+    (note,) = error.__notes__
+    assert note.startswith("forbear: GET made 2 send(s): #1 503: retry (backoff) after ")
+    assert note.endswith("#2 connect: give-up (attempts-exhausted)")
+
+
+def test_an_error_forbear_does_not_judge_is_handed_back_at_once() -> None:
+    """An error with no kind ends the request after that send, with no note on a first send."""
+    boom = ValueError("not a transport error")
+    played = run(retrier(), [boom, 200])
+    assert played.result is boom
+    assert len(played.sends) == 1
+    assert not hasattr(boom, "__notes__")
+
+
+def test_sends_never_exceed_attempts_plus_reauths() -> None:
+    """A request refused forever makes ``max_attempts + max_reauths`` sends, then gives up."""
+    token = TokenSource(lambda: "fresh", origins=[API], token="stale")
+    shared = retrier(token=token, policy=Policy(max_attempts=3))
+    events = recorded(shared)
+    played = run(shared, [401] + [503] * 10)
+    assert len(played.sends) == 4
+    assert [event.action for event in events] == [
+        Action.REAUTH,
+        Action.RETRY,
+        Action.RETRY,
+        Action.GIVE_UP,
+    ]
+    assert played.sends[0] == {"Authorization": "Bearer stale"}
+    assert played.sends[1:] == [{"Authorization": "Bearer fresh"}] * 3
+    assert token.exchanges == 1
+
+
+def test_the_token_goes_only_to_its_origins() -> None:
+    """A request to another origin carries no token and never re-exchanges on a 401."""
+    token = TokenSource(lambda: "fresh", origins=[API], token="stale")
+    played = run(retrier(token=token), [401], url="https://elsewhere.test/x")
+    assert played.sends == [None]
+    assert played.result == ("response", 1)
+    assert token.exchanges == 0
+
+
+def test_a_one_shot_body_is_never_resent() -> None:
+    """A request whose body cannot be replayed is handed back after its first answer."""
+    shared = retrier()
+    events = recorded(shared)
+    played = run(shared, [503, 200], "PUT", replayable=False)
+    assert played.result == ("response", 1)
+    assert events[-1].reason is Reason.BODY_NOT_REPLAYABLE
+
+
+def test_same_rng_seed_same_waits() -> None:
+    """The injected RNG makes jittered waits reproducible."""
+
+    def waits(seed: int) -> list[float]:
+        return run(retrier(rng=random.Random(seed)), [503, 503, 503, 503, 200]).sleeps
+
+    assert waits(5) == waits(5)
+    assert waits(5) != waits(6)
+
+
+def test_http_date_is_read_against_the_injected_wall_clock() -> None:
+    """An HTTP-date ``Retry-After`` is turned into seconds from the retrier's wall clock."""
+    shared = retrier(policy=Policy(retry_after_jitter=0.0), gate=None)
+    played = run(shared, [(503, {"Retry-After": DATE_IN_10S}), 200])
+    assert played.sleeps == [10.0]
+
+
+def test_deadline_counts_on_the_injected_clock() -> None:
+    """``Policy.deadline`` is measured from the first send on the retrier's clock."""
+    shared = retrier(policy=Policy(deadline=1.0, retry_after_jitter=0.0), gate=None)
+    events = recorded(shared)
+    played = run(shared, [(503, {"Retry-After": "0.6"})] * 3)
+    assert played.sleeps == [0.6]
+    assert events[-1].reason is Reason.DEADLINE_EXCEEDED
+
+
+# -- the budget --------------------------------------------------------------------------------
+
+
+def test_spent_budget_gives_up_with_budget_exhausted() -> None:
+    """A retry the budget cannot pay for ends the request: GIVE_UP ``budget-exhausted``."""
+    shared = retrier(budget=RetryBudget(ratio=0.0, min_per_second=0.0))
+    events = recorded(shared)
+    played = run(shared, [(503, {"Retry-After": "2"}), 200])
+    assert played.result == ("response", 1)
+    (event,) = events
+    assert (event.action, event.reason, event.wait) == (
+        Action.GIVE_UP,
+        Reason.BUDGET_EXHAUSTED,
+        0.0,
+    )
+
+
+def test_429_retries_do_not_spend_the_budget() -> None:
+    """Rate limits are the gate's business: a 429 is retried even with the budget spent."""
+    shared = retrier(budget=RetryBudget(ratio=0.0, min_per_second=0.0))
+    events = recorded(shared)
+    run(shared, [(429, {"Retry-After": "1"}), 503])
+    assert [event.reason for event in events] == [Reason.RETRY_AFTER, Reason.BUDGET_EXHAUSTED]
+
+
+def test_a_retry_refused_by_another_rule_does_not_spend_the_budget() -> None:
+    """Attempts run out before the budget is asked: its balance is untouched."""
+    budget = RetryBudget(ratio=0.0, min_per_second=3.0, clock=lambda: 0.0)
+    run(retrier(budget=budget, policy=Policy(max_attempts=3)), [503] * 3)
+    assert budget.balance(API) == 1.0  # two retries taken, the third never asked for
+
+
+# -- the gate --------------------------------------------------------------------------------
+
+
+def test_429_is_observed_by_the_gate_and_paces_later_requests() -> None:
+    """After a 429 the origin is paced: a crowd of later requests waits its turn."""
+    clock = Clock()
+    gate = HostGate(clock=clock)
+    shared = retrier(clock=clock, gate=gate)
+    run(shared, [(429, {"Retry-After": "1"}), 200])
+    assert gate.rate(API) is not None
+    firsts = [shared.flow("GET", f"{API}/{n}", {}) for n in range(10)]
+    waits = [
+        effect.seconds if isinstance(effect, Sleep) else 0.0
+        for effect in (next(flow) for flow in firsts)
+    ]
+    assert waits == sorted(waits)
+    assert waits[-1] > 0.0
+
+
+def test_503_with_a_wait_pauses_the_origin_for_everyone() -> None:
+    """A 503 naming a wait holds every other request to that origin, and only that origin."""
+    clock = Clock()
+    shared = retrier(clock=clock)
+    first = shared.flow("GET", URL, {})
+    next(first)
+    sent = (("response", 1), None, Outcome.response(503, {"Retry-After": "10"}))
+    assert first.send(sent) == Replayable()
+    first.send(True)  # the body can be sent again: the decision follows
+    clock.now += 4.0
+    assert next(shared.flow("GET", f"{API}/other", {})) == Sleep(pytest.approx(6.0))
+    assert next(shared.flow("GET", "https://elsewhere.test/", {})) == Send(None)
+
+
+def test_the_gate_wait_never_passes_the_deadline() -> None:
+    """A request with a 2 s deadline behind a 30 s pause waits 2 s, not 30."""
+    clock = Clock()
+    unbounded = retrier(clock=clock)
+    bounded = retrier(clock=clock, gate=unbounded.gate, policy=Policy(deadline=2.0))
+    run(unbounded, [(503, {"Retry-After": "30"}), 200])  # the clock is now past its 30 s
+    paused = unbounded.flow("GET", URL, {})
+    next(paused)
+    paused.send((("response", 1), None, Outcome.response(503, {"Retry-After": "30"})))
+    paused.send(True)
+    assert next(bounded.flow("GET", URL, {})) == Sleep(2.0)
+    assert next(unbounded.flow("GET", URL, {})) == Sleep(pytest.approx(30.0))
+
+
+def test_gate_key_comes_from_the_gate() -> None:
+    """``HostGate(key=...)`` chooses the unit the gate paces, for every request."""
+    clock = Clock()
+    gate = HostGate(clock=clock, key=lambda url: "everything")
+    shared = retrier(clock=clock, gate=gate)
+    run(shared, [(429, {}), 200])
+    assert gate.rate("everything") is not None
+    assert gate.rate(API) is None
+
+
+def test_without_a_gate_nothing_waits_for_it() -> None:
+    """With no gate only the decisions' own waits are slept."""
+    shared = retrier(gate=None, policy=Policy(retry_after_jitter=0.0))
+    run(shared, [(503, {"Retry-After": "30"}), 200])
+    assert run(shared, [200]).effects == [Send(None)]
+
+
+# -- overrides -------------------------------------------------------------------------------
+
+
+def test_an_override_mapping_applies_to_that_request_only() -> None:
+    """``override={"retries": False}`` sends once; the next request retries as usual."""
+    shared = retrier()
+    assert run(shared, [503, 200], override={"retries": False}).result == ("response", 1)
+    assert run(shared, [503, 200]).result == ("response", 2)
+    once = Policy(max_attempts=1)
+    assert run(shared, [503, 200], override={"policy": once}).result == ("response", 1)
+
+
+def test_the_overrides_block_applies_to_every_adapter() -> None:
+    """``with forbear.overrides(retries=False)`` sends once; the client's own idiom wins."""
+    shared = retrier()
+    with forbear.overrides(retries=False):
+        assert run(shared, [503, 200]).result == ("response", 1)
+        two = Policy(max_attempts=2)
+        assert run(shared, [503, 200], override={"policy": two}).result == ("response", 2)
+    assert run(shared, [503, 200]).result == ("response", 2)
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ({"retry": False}, ValueError),
+        ({"retries": "no"}, TypeError),
+        ({"policy": {"max_attempts": 1}}, TypeError),
+        (["retries"], TypeError),
+    ],
+)
+def test_bad_overrides_are_refused_naming_where(override: Any, error: type[Exception]) -> None:
+    """Unknown keys and wrong types are refused with the name the user wrote them under."""
+    with pytest.raises(error, match="my-idiom"):
+        run(retrier(), [200], override=override, where="my-idiom")
