@@ -8,16 +8,17 @@ exchanges below hold still on events, so the only real waits are the 0.2 s timeo
 
 from __future__ import annotations
 
+import functools
 import pickle
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import pytest
 
-from forbear import Action, Retrier, TokenExchangeError, TokenSource
+from forbear import Call, Outcome, Replayable, Retrier, Send, TokenExchangeError, TokenSource
 
 API = "https://api.example.test"
 SECRET = "SENTINEL-exchange-secret-4711"
@@ -186,29 +187,69 @@ def test_token_never_in_repr_or_str() -> None:
         assert "token=set" in text
 
 
+def drive(retrier: Retrier, url: str, statuses: list[int]) -> tuple[list[object], object]:
+    """Run one request's flow, answering its sends with ``statuses``; the headers sent, result."""
+    flow = retrier.flow("GET", url, {})
+    answers = iter(statuses)
+    sent: list[object] = []
+    value: object = None
+    while True:
+        try:
+            effect = flow.send(value)
+        except StopIteration as stop:
+            return sent, stop.value
+        if isinstance(effect, Call):
+            value = effect.sync(*effect.args)
+        elif isinstance(effect, Send):
+            sent.append(effect.headers)
+            status = next(answers)
+            value = (status, None, Outcome.response(status))
+        else:
+            value = isinstance(effect, Replayable) or None
+
+
+async def drive_async(retrier: Retrier, url: str, statuses: list[int]) -> list[object]:
+    """`drive` for the async runner's side of the flow; the headers sent."""
+    flow = retrier.flow("GET", url, {})
+    answers = iter(statuses)
+    sent: list[object] = []
+    value: object = None
+    while True:
+        try:
+            effect = flow.send(value)
+        except StopIteration:
+            return sent
+        if isinstance(effect, Call):
+            value = await effect.asynchronous(*effect.args)
+        elif isinstance(effect, Send):
+            sent.append(effect.headers)
+            status = next(answers)
+            value = (status, None, Outcome.response(status))
+        else:
+            value = isinstance(effect, Replayable) or None
+
+
 def test_401_from_another_origin_triggers_nothing() -> None:
     """A 401 from an unlisted origin is handed back: no token sent, no exchange made."""
     exchange = Exchange("t1")
-    retrier = Retrier(token=TokenSource(exchange, origins=[API], token="t0"))
-    call = retrier.begin("GET", "https://elsewhere.test/v1/items", {})
-    assert call.uses_token is False
-    assert call.auth_sync() is None
-    decision = call.on_response(401, {})
-    assert (decision.action, decision.reason) == (Action.RETURN, "not-retryable")
-    call.reauth_sync()  # even an adapter that asks anyway gets nothing exchanged
+    retrier = Retrier(
+        token=TokenSource(exchange, origins=[API], token="t0"), gate=None, budget=None
+    )
+    sent, result = drive(retrier, "https://elsewhere.test/v1/items", [401])
+    assert sent == [None]
+    assert result == 401
     assert exchange.calls == 0
 
 
 def test_401_from_a_listed_origin_exchanges_once() -> None:
     """A 401 from a listed origin re-exchanges the token that was sent, once."""
     exchange = Exchange("t1")
-    retrier = Retrier(token=TokenSource(exchange, origins=[API], token="t0"))
-    call = retrier.begin("GET", f"{API}/v1/items", {})
-    assert call.auth_sync() == ("Authorization", "Bearer t0")
-    assert call.on_response(401, {}).action is Action.REAUTH
-    call.reauth_sync()
-    assert call.auth_sync() == ("Authorization", "Bearer t1")
-    assert call.on_response(401, {}).reason == "reauth-exhausted"
+    retrier = Retrier(
+        token=TokenSource(exchange, origins=[API], token="t0"), gate=None, budget=None
+    )
+    sent, result = drive(retrier, f"{API}/v1/items", [401, 401])
+    assert sent == [{"Authorization": "Bearer t0"}, {"Authorization": "Bearer t1"}]
+    assert result == 401  # the second refusal is handed back: one re-exchange per request
     assert exchange.calls == 1
 
 
@@ -338,6 +379,61 @@ def test_async_exchange_from_sync_code_is_bounded_by_the_timeout() -> None:
     with pytest.raises(TokenExchangeError, match=r"took longer than 0\.2s"):
         source.get_sync()
     assert time.monotonic() - started < 2.0
+
+
+class AwaitableFactory:
+    """Not ``async def``: a plain call that returns a coroutine, which answers ``tokens[n-1]``.
+
+    The coroutine records the thread it runs on and checkpoints, so it needs a running loop.
+    """
+
+    def __init__(self, *tokens: str) -> None:
+        self.tokens = list(tokens)
+        self.calls = 0
+        self.ran_on: list[int] = []
+
+    def __call__(self) -> Awaitable[str]:
+        self.calls += 1
+        answer = self.tokens[self.calls - 1] if self.calls <= len(self.tokens) else "spare"
+        return self._answer(answer)
+
+    async def _answer(self, answer: str) -> str:
+        await anyio.sleep(0)
+        self.ran_on.append(threading.get_ident())
+        return answer
+
+
+def call_it(factory: AwaitableFactory) -> Awaitable[str]:
+    return factory()
+
+
+AWAITABLE_EXCHANGES: dict[str, Callable[[AwaitableFactory], Callable[[], Awaitable[str]]]] = {
+    "object": lambda factory: factory,
+    "lambda": lambda factory: lambda: factory(),
+    "partial": lambda factory: functools.partial(call_it, factory),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(AWAITABLE_EXCHANGES))
+def test_exchange_returning_an_awaitable_from_sync_code(kind: str) -> None:
+    """A plain callable that returns a coroutine is run to its token from sync code."""
+    factory = AwaitableFactory("t1", "t2")
+    source = TokenSource(AWAITABLE_EXCHANGES[kind](factory), origins=[API], token="t0")
+    assert source.refresh_sync("t0") == "t1"
+    assert source.refresh_sync("t1") == "t2"
+    assert factory.calls == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", sorted(AWAITABLE_EXCHANGES))
+async def test_exchange_returning_an_awaitable_is_awaited_on_the_callers_loop(kind: str) -> None:
+    """From async code, the awaitable a plain callable returns is awaited on the caller's loop."""
+    factory = AwaitableFactory("t1", "t2")
+    source = TokenSource(AWAITABLE_EXCHANGES[kind](factory), origins=[API], token="t0")
+    results = await in_tasks(TASKS, lambda: source.refresh_async("t0"))
+    assert results == ["t1"] * TASKS
+    assert factory.calls == 1
+    assert factory.ran_on == [threading.get_ident()]
 
 
 def test_exchange_error_survives_pickling_without_the_original() -> None:
@@ -474,15 +570,13 @@ async def test_hung_sync_exchange_times_out_for_tasks(held: list[Exchange]) -> N
 
 
 @pytest.mark.anyio
-async def test_async_driver_reauth_uses_the_token_sent() -> None:
-    """`auth_async` attaches the token and `reauth_async` replaces exactly that one."""
+async def test_async_flow_reauth_uses_the_token_sent() -> None:
+    """The async side attaches the token and re-exchanges exactly the one that was sent."""
     exchange = AsyncExchange("t1")
-    retrier = Retrier(token=TokenSource(exchange, origins=[API], token="t0"))
-    call = retrier.begin("GET", f"{API}/v1/items", {})
-    assert await call.auth_async() == ("Authorization", "Bearer t0")
-    assert call.on_response(401, {}).action is Action.REAUTH
-    await call.reauth_async()
-    assert await call.auth_async() == ("Authorization", "Bearer t1")
-    other = retrier.begin("GET", "https://elsewhere.test/", {})
-    assert await other.auth_async() is None
+    retrier = Retrier(
+        token=TokenSource(exchange, origins=[API], token="t0"), gate=None, budget=None
+    )
+    sent = await drive_async(retrier, f"{API}/v1/items", [401, 200])
+    assert sent == [{"Authorization": "Bearer t0"}, {"Authorization": "Bearer t1"}]
+    assert await drive_async(retrier, "https://elsewhere.test/", [200]) == [None]
     assert exchange.calls == 1
