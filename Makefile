@@ -38,14 +38,18 @@ test: lint
 
 # Every distribution's sdist, and its wheel built from that sdist, in dist/; metadata checked.
 dist: $(STAMP)
-	rm -rf $(DIST)
-	$(foreach p,. $(ADAPTERS),$(BIN)/python -m build -q --no-isolation -o $(DIST) $(p) >/dev/null &&) true
+	rm -rf $(DIST) && mkdir -p build
+	@for p in . $(ADAPTERS); do \
+		echo "build $$p"; \
+		$(BIN)/python -m build --no-isolation -o $(DIST) $$p >build/dist.log 2>&1 \
+			|| { cat build/dist.log; exit 1; }; \
+	done
 	$(BIN)/twine check --strict $(DIST)/*
 
 # The built wheels, installed (not editable) into fresh virtual environments: contents, the
-# core alone, the README's examples and one test module per distribution (tests/dist).
+# core alone, the README's examples and one test module per distribution (tests/wheels).
 wheel-check: dist
-	FORBEAR_DIST=$(DIST) $(BIN)/python -m pytest -q -p no:randomly tests/dist
+	FORBEAR_DIST=$(DIST) $(BIN)/python -m pytest -q -p no:randomly tests/wheels
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --group bench
