@@ -14,7 +14,8 @@ import aiohttp
 import anyio
 import pytest
 
-from forbear import Backoff, Event, Policy, TokenExchangeError, TokenSource
+import forbear
+from forbear import Backoff, Event, HostGate, Policy, RetryBudget, TokenExchangeError, TokenSource
 from forbear_aiohttp import RetryMiddleware
 from forbear_testing import FaultServer, RawFaults, RawMode, Reply, serve
 
@@ -114,6 +115,121 @@ async def test_raise_for_status_sees_only_the_final_response(fault_server: Fault
     assert len(fault_server.arrivals("/rfs")) == 5
 
 
+# -- construction and scope ------------------------------------------------------------------
+
+
+def test_gate_and_budget_default_to_the_process_scope() -> None:
+    """Without ``gate``/``budget`` it shares the process's; None goes without; objects scope."""
+    shared = RetryMiddleware().retrier
+    assert shared.gate is forbear.process_gate()
+    assert shared.budget is forbear.process_budget()
+    bare = RetryMiddleware(gate=None, budget=None).retrier
+    assert bare.gate is None
+    assert bare.budget is None
+    gate, budget = HostGate(), RetryBudget()
+    scoped = RetryMiddleware(gate=gate, budget=budget).retrier
+    assert scoped.gate is gate
+    assert scoped.budget is budget
+
+
+@pytest.mark.parametrize("option", ["gate", "budget"])
+def test_a_bool_gate_or_budget_is_refused(option: str) -> None:
+    """``gate=True``/``budget=True`` (the old tri-state) is refused, not read as a scope."""
+    with pytest.raises(TypeError, match=option):
+        RetryMiddleware(**{option: True})  # type: ignore[arg-type]
+
+
+def test_inner_must_be_a_middleware() -> None:
+    """A positional ``inner`` that cannot be called is refused at construction."""
+    with pytest.raises(TypeError, match="inner"):
+        RetryMiddleware(Policy())  # type: ignore[arg-type]
+
+
+async def test_inner_middleware_runs_for_every_attempt(fault_server: FaultServer) -> None:
+    """``inner`` runs for every attempt, after forbear's headers are set (per-attempt signing)."""
+    fault_server.script("/sign", [Reply(503), Reply(503)])
+    keys: list[str | None] = []
+
+    async def sign(request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        keys.append(request.headers.get("Idempotency-Key"))
+        request.headers["X-Signature"] = f"sig-{len(keys)}"
+        return await handler(request)  # type: ignore[no-any-return]
+
+    retry = RetryMiddleware(sign, policy=FAST, idempotency_keys=True)
+    async with (
+        aiohttp.ClientSession(middlewares=[retry]) as http,
+        http.post(fault_server.url + "/sign", data=b"x") as response,
+    ):
+        assert response.status == 200
+    arrivals = fault_server.arrivals("/sign")
+    assert [a.header("x-signature") for a in arrivals] == ["sig-1", "sig-2", "sig-3"]
+    assert len(set(keys)) == 1
+    assert keys[0]
+
+
+# -- per-request overrides -------------------------------------------------------------------
+
+
+async def test_overrides_retries_false_sends_that_request_once(fault_server: FaultServer) -> None:
+    """``middlewares=[retry.overrides(retries=False)]`` sends once; the session's others retry."""
+    fault_server.script("/o", [Reply(503), Reply(503)])
+    retry = middleware()
+    async with aiohttp.ClientSession(middlewares=[retry]) as http:
+        once = retry.overrides(retries=False)
+        async with http.get(fault_server.url + "/o", middlewares=[once]) as response:
+            assert response.status == 503
+        async with http.get(fault_server.url + "/o") as response:
+            assert response.status == 200
+    assert [a.status for a in fault_server.arrivals("/o")] == [503, 503, 200]
+
+
+async def test_overrides_policy_replaces_the_policy(fault_server: FaultServer) -> None:
+    """``retry.overrides(policy=...)`` runs that request by the given policy."""
+    fault_server.always("/two", Reply(503))
+    retry = middleware()
+    two = retry.overrides(policy=Policy(max_attempts=2, backoff=Backoff(initial=0.01)))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(fault_server.url + "/two", middlewares=[two]) as response,
+    ):
+        assert response.status == 503
+    assert len(fault_server.arrivals("/two")) == 2
+
+
+async def test_overrides_retries_false_adds_no_aiohttp_rerun(raw_faults: RawFaults) -> None:
+    """A GET reset after sending with retries off makes one send: aiohttp's own re-run is held."""
+    raw_faults.mode = RawMode.RESET_AFTER_REQUEST
+    retry = middleware()
+    async with aiohttp.ClientSession(middlewares=[retry.overrides(retries=False)]) as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(raw_faults.url + "/r")
+    assert len(raw_faults.arrivals()) == 1
+
+
+async def test_forbear_overrides_block_applies_to_aiohttp(fault_server: FaultServer) -> None:
+    """``with forbear.overrides(retries=False)`` sends once; a request's own overrides win."""
+    fault_server.always("/blk", Reply(503))
+    retry = middleware()
+    three = retry.overrides(policy=Policy(max_attempts=3, backoff=Backoff(initial=0.01)))
+    async with aiohttp.ClientSession(middlewares=[retry]) as http:
+        with forbear.overrides(retries=False):
+            async with http.get(fault_server.url + "/blk") as response:
+                assert response.status == 503
+            assert len(fault_server.arrivals("/blk")) == 1
+            async with http.get(fault_server.url + "/blk", middlewares=[three]) as response:
+                assert response.status == 503
+    assert len(fault_server.arrivals("/blk")) == 4
+
+
+async def test_bad_override_raises_naming_where(fault_server: FaultServer) -> None:
+    """A bad ``overrides()`` value raises when the request is made, naming where it came from."""
+    wrong = middleware().overrides(policy="fast")  # type: ignore[arg-type]
+    async with aiohttp.ClientSession(middlewares=[wrong]) as http:
+        with pytest.raises(TypeError, match=r"RetryMiddleware\.overrides\(\)"):
+            await http.get(fault_server.url + "/bad")
+    assert fault_server.arrivals("/bad") == []
+
+
 # -- responses: returned unread, discarded ones released -------------------------------------
 
 
@@ -162,7 +278,7 @@ async def test_limit_one_connector_survives_20mb_error_bodies(fault_server: Faul
 
 
 async def test_small_discarded_body_keeps_its_connection(fault_server: FaultServer) -> None:
-    """A small discarded body is read (at most `DRAIN_LIMIT` bytes): its connection is reused."""
+    """A small discarded body is read (at most `RELEASE_BYTES`): its connection is reused."""
     fault_server.script("/small", [Reply(503, body=b"x" * 1000), Reply(503, body=b"y" * 60_000)])
     trace, opened = connection_counter()
     async with session(trace_configs=[trace]) as http, http.get(fault_server.url + "/small") as r:
