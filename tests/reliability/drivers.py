@@ -319,15 +319,15 @@ class RequestsSession(SyncSession):
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
+        adapter: requests.adapters.BaseAdapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
         if not options.bare:
             adapter = forbear_requests.RetryAdapter(
+                adapter,
                 policy=options.policy,
                 token=options.token,
                 idempotency_keys=options.idempotency_keys,
                 request_ids=options.request_ids,
                 on_event=options.on_event,
-                pool_maxsize=16,
             )
         self.client = self._stack.enter_context(requests.Session())
         self.client.mount("http://", adapter)

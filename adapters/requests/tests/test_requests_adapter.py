@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import pickle
@@ -15,16 +16,17 @@ from typing import Any
 
 import pytest
 import requests
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
+import forbear
 from forbear import (
-    Action,
     Backoff,
     ErrorKind,
     Event,
-    Jitter,
+    HostGate,
     Policy,
-    Retrier,
+    RetryBudget,
     TokenExchangeError,
     TokenSource,
 )
@@ -40,12 +42,17 @@ def notes(exc: BaseException) -> list[str]:
     return list(getattr(exc, "__notes__", []))
 
 
-def session(**options: Any) -> requests.Session:
+def session(inner: BaseAdapter | None = None, **options: Any) -> requests.Session:
     """A session whose ``http://`` adapter retries with the fast policy (plus ``options``)."""
     options.setdefault("policy", FAST)
     http = requests.Session()
-    http.mount("http://", RetryAdapter(**options))
+    http.mount("http://", RetryAdapter(inner, **options))
     return http
+
+
+def inner_pool(maxsize: int, *, block: bool = False) -> HTTPAdapter:
+    """An inner `HTTPAdapter` whose pools hold ``maxsize`` connections."""
+    return HTTPAdapter(pool_maxsize=maxsize, pool_block=block)
 
 
 def adapter_of(http: requests.Session) -> RetryAdapter:
@@ -57,7 +64,9 @@ def adapter_of(http: requests.Session) -> RetryAdapter:
 
 def pooled_socket(http: requests.Session) -> tuple[str, int]:
     """The local address of the one idle connection in the session's pool of one."""
-    pools = adapter_of(http).poolmanager.pools
+    inner = adapter_of(http).inner
+    assert isinstance(inner, HTTPAdapter)
+    pools = inner.poolmanager.pools
     (key,) = pools.keys()
     idle = [conn for conn in pools[key].pool.queue if conn is not None]
     assert len(idle) == 1 and idle[0].sock is not None, "expected one open, idle connection"
@@ -119,30 +128,100 @@ def partial_server() -> Iterator[PartialServer]:
         server.close()
 
 
-# -- mounting and urllib3's retries -----------------------------------------------------------
+# -- mounting, the inner adapter and urllib3's retries -----------------------------------------
 
 
-def test_urllib3_retries_stay_off() -> None:
-    """The adapter fixes urllib3's Retry at zero, so its retries never stack under forbear's."""
+def test_default_inner_keeps_urllib3_retries_off() -> None:
+    """The default inner HTTPAdapter has urllib3's Retry at zero: its retries never stack."""
     adapter = RetryAdapter()
-    assert isinstance(adapter.max_retries, Retry)
-    assert adapter.max_retries.total == 0
-    assert adapter.max_retries.read is False
+    assert isinstance(adapter.inner, HTTPAdapter)
+    assert isinstance(adapter.inner.max_retries, Retry)
+    assert adapter.inner.max_retries.total == 0
+    assert adapter.inner.max_retries.read is False
     adapter.close()
 
 
-def test_http_adapter_options_are_passed_on() -> None:
-    """pool_connections, pool_maxsize and pool_block reach the HTTPAdapter."""
-    adapter = RetryAdapter(pool_connections=3, pool_maxsize=7, pool_block=True)
-    assert adapter.poolmanager.connection_pool_kw == {"maxsize": 7, "block": True}
-    assert getattr(adapter, "_pool_connections") == 3  # noqa: B009 - what requests pickles
-    adapter.close()
+def test_inner_adapter_sends_every_attempt(fault_server: FaultServer) -> None:
+    """A given inner adapter (positional) sends each attempt with its own pool options."""
+
+    class Counting(HTTPAdapter):
+        sends = 0
+
+        def send(self, *args: Any, **kwargs: Any) -> requests.Response:
+            Counting.sends += 1
+            return super().send(*args, **kwargs)
+
+    inner = Counting(pool_maxsize=7, pool_block=True)
+    fault_server.script("/counted", [Reply(503)])
+    with session(inner) as http:
+        assert http.get(fault_server.url + "/counted").status_code == 200
+        assert adapter_of(http).inner is inner
+    assert inner.poolmanager.connection_pool_kw == {"maxsize": 7, "block": True}
+    assert Counting.sends == len(fault_server.arrivals("/counted")) == 2
 
 
-def test_max_retries_is_not_accepted() -> None:
-    """Passing urllib3 retries is refused: they would multiply forbear's attempts."""
+@pytest.mark.parametrize("retries", [3, Retry(total=2), Retry(total=None, connect=2)], ids=repr)
+def test_inner_adapter_with_urllib3_retries_is_refused(retries: Any) -> None:
+    """An inner HTTPAdapter that retries on its own is refused: it would multiply attempts."""
+    with pytest.raises(ValueError, match="max_retries=0"):
+        RetryAdapter(HTTPAdapter(max_retries=retries))
+
+
+def test_inner_adapter_without_retries_is_accepted() -> None:
+    """max_retries=0 (requests' default) and Retry(total=False) are accepted as they are."""
+    for retries in (0, Retry(0), Retry(total=False)):
+        inner = HTTPAdapter(max_retries=retries)
+        assert RetryAdapter(inner).inner is inner
+
+
+def test_inner_must_be_a_requests_adapter() -> None:
+    """An inner that is no requests adapter, or a pool option, is refused at construction."""
+    with pytest.raises(TypeError, match="BaseAdapter"):
+        RetryAdapter(object())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         RetryAdapter(max_retries=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        RetryAdapter(pool_maxsize=3)  # type: ignore[call-arg]
+
+
+def test_close_closes_the_inner_pool(fault_server: FaultServer) -> None:
+    """Closing the session closes the inner adapter's connection pools."""
+    inner = inner_pool(2)
+    with session(inner) as http:
+        assert http.get(fault_server.url + "/open").status_code == 200
+        assert len(inner.poolmanager.pools) == 1
+    assert len(inner.poolmanager.pools) == 0
+
+
+def test_gate_and_budget_default_to_the_process_scope() -> None:
+    """Adapters built without gate=/budget= share the process's; None goes without."""
+    first, second = RetryAdapter(), RetryAdapter()
+    assert first.retrier.gate is second.retrier.gate is forbear.process_gate()
+    assert first.retrier.budget is second.retrier.budget is forbear.process_budget()
+    alone = RetryAdapter(gate=None, budget=None)
+    assert alone.retrier.gate is None and alone.retrier.budget is None
+
+
+@pytest.mark.parametrize("name", ["gate", "budget"])
+def test_gate_and_budget_take_no_bools(name: str) -> None:
+    """gate=True / budget=True is refused: the scope is an object, the process's, or None."""
+    with pytest.raises(TypeError, match=name):
+        RetryAdapter(**{name: True})  # type: ignore[arg-type]
+
+
+# -- per-request overrides ---------------------------------------------------------------------
+
+
+def test_overrides_block_sends_once(fault_server: FaultServer) -> None:
+    """Inside forbear.overrides(retries=False) a request is sent once; outside it retries."""
+    fault_server.always("/once", Reply(503))
+    with session() as http:
+        with forbear.overrides(retries=False):
+            assert http.get(fault_server.url + "/once").status_code == 503
+        assert len(fault_server.arrivals("/once")) == 1
+        with forbear.overrides(policy=Policy(max_attempts=2, backoff=FAST.backoff)):
+            assert http.get(fault_server.url + "/once").status_code == 503
+    assert len(fault_server.arrivals("/once")) == 3
 
 
 # -- the final response ------------------------------------------------------------------------
@@ -179,54 +258,24 @@ def test_returns_the_last_response_when_attempts_run_out(fault_server: FaultServ
     assert len(fault_server.arrivals("/down")) == 3
 
 
-def test_half_response_is_retried_when_not_streaming(raw_faults: RawFaults) -> None:
-    """A body cut short (ChunkedEncodingError) is judged like a drop: a GET is retried."""
-    raw_faults.mode = RawMode.HALF_RESPONSE
-    with session() as http, pytest.raises(requests.exceptions.ChunkedEncodingError) as caught:
-        http.get(raw_faults.url + "/half")
-    assert len(raw_faults.arrivals()) == 5
-    assert error_kind(caught.value) is ErrorKind.DISCONNECT
-    (note,) = notes(caught.value)
-    assert note.startswith("forbear: GET made 5 send(s): ")
-    assert note.endswith("#5 200: return (success); #5 disconnect: give-up (attempts-exhausted)")
-
-
-def test_cut_short_body_is_noted_after_its_status(partial_server: PartialServer) -> None:
-    """The note shows each 200 whose body was cut short, then the disconnect it became."""
+def test_body_cut_short_is_the_clients_to_raise(partial_server: PartialServer) -> None:
+    """A 200 whose body is cut short is handed back: requests raises reading it, sent once."""
     partial_server.hold = False
-    exact = Policy(max_attempts=2, backoff=Backoff(initial=0.01, jitter=Jitter.NONE))
-    with (
-        session(policy=exact) as http,
-        pytest.raises(requests.exceptions.ChunkedEncodingError) as caught,
-    ):
+    with session() as http, pytest.raises(requests.exceptions.ChunkedEncodingError) as caught:
         http.get(partial_server.url + "/cut")
-    assert notes(caught.value) == [
-        "forbear: GET made 2 send(s): #1 200: return (success); "
-        "#1 disconnect: retry (backoff) after 0.010s; "
-        "#2 200: return (success); #2 disconnect: give-up (attempts-exhausted)"
-    ]
-    assert partial_server.connections == 2
+    assert partial_server.connections == 1
+    assert error_kind(caught.value) is ErrorKind.DISCONNECT
+    assert notes(caught.value) == []
 
 
-def test_body_failure_after_a_success_is_judged_in_order() -> None:
-    """The driver, judging a body failure after its 200, keeps both in the history, in order."""
-    call = Retrier(policy=FAST).begin("GET", "http://127.0.0.1/x", {})
-    first = call.on_response(200, {})
-    second = call.on_error(ErrorKind.DISCONNECT)
-    assert second.action is Action.RETRY
-    assert list(call.history) == [first, second]
-    third = call.on_response(200, {})
-    assert list(call.history) == [first, second, third]
-
-
-def test_half_response_with_stream_is_the_callers_to_read(raw_faults: RawFaults) -> None:
+def test_half_response_with_stream_is_the_callers_to_read(partial_server: PartialServer) -> None:
     """With stream=True the response is handed over at its headers; the cut shows on reading."""
-    raw_faults.mode = RawMode.HALF_RESPONSE
-    with session() as http, http.get(raw_faults.url + "/half", stream=True) as response:
+    partial_server.hold = False
+    with session() as http, http.get(partial_server.url + "/half", stream=True) as response:
         assert response.status_code == 200
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             response.content  # noqa: B018
-    assert len(raw_faults.arrivals()) == 1
+    assert partial_server.connections == 1
 
 
 # -- discarded responses and the pool ---------------------------------------------------------
@@ -237,7 +286,7 @@ def test_small_discarded_body_is_read_so_its_connection_is_reused(
 ) -> None:
     """A discarded 503 with a small body is read, and the retry reuses its connection."""
     url = fault_server.url + "/small"
-    with session(pool_maxsize=1) as http:
+    with session(inner_pool(1)) as http:
         assert http.get(url).status_code == 200
         before = pooled_socket(http)
         fault_server.script("/small", [Reply(503, body=b"x" * 1000)])
@@ -249,13 +298,26 @@ def test_small_discarded_body_is_read_so_its_connection_is_reused(
 def test_large_discarded_body_is_closed_not_drained(fault_server: FaultServer) -> None:
     """A discarded 20 MB body is closed unread: its connection is dropped, not drained."""
     url = fault_server.url + "/large"
-    with session(pool_maxsize=1) as http:
+    with session(inner_pool(1)) as http:
         assert http.get(url).status_code == 200
         before = pooled_socket(http)
         fault_server.script("/large", [Reply(503, body_size=20 * MIB)])
         assert http.get(url).status_code == 200
         assert pooled_socket(http) != before
     assert [a.status for a in fault_server.arrivals("/large")] == [200, 503, 200]
+
+
+def test_compressed_discarded_body_is_closed_unread(fault_server: FaultServer) -> None:
+    """A discarded small gzip 503 is closed unread (the one release policy), not drained."""
+    url = fault_server.url + "/gz"
+    with session(inner_pool(1)) as http:
+        assert http.get(url).status_code == 200
+        before = pooled_socket(http)
+        packed = gzip.compress(b"busy" * 100)
+        fault_server.script("/gz", [Reply(503, headers={"Content-Encoding": "gzip"}, body=packed)])
+        assert http.get(url).status_code == 200
+        assert pooled_socket(http) != before
+    assert [a.status for a in fault_server.arrivals("/gz")] == [200, 503, 200]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
@@ -265,7 +327,7 @@ def test_pool_of_one_with_20mb_error_bodies_does_not_hang(
     """Through a blocking pool of one, 20 MB 503s on every retry leave the slot free each time."""
     fault_server.script("/huge", [Reply(503, body_size=20 * MIB) for _ in range(4)])
     url = fault_server.url + "/huge"
-    with session(pool_maxsize=1, pool_block=True) as http:
+    with session(inner_pool(1, block=True)) as http:
         with http.get(url, stream=stream, timeout=5) as response:
             assert (response.status_code, response.content) == (200, b"ok")
         # The pool's one connection is back: a second request gets it without waiting.
@@ -276,7 +338,7 @@ def test_pool_of_one_with_20mb_error_bodies_does_not_hang(
 def test_final_20mb_error_body_is_handed_back_whole(fault_server: FaultServer) -> None:
     """When attempts run out, the last 20 MB 503 is returned with its whole body."""
     fault_server.always("/huge-down", Reply(503, body_size=20 * MIB))
-    with session(policy=Policy(max_attempts=2, backoff=FAST.backoff), pool_maxsize=1) as http:
+    with session(inner_pool(1), policy=Policy(max_attempts=2, backoff=FAST.backoff)) as http:
         response = http.get(fault_server.url + "/huge-down")
     assert (response.status_code, len(response.content)) == (503, 20 * MIB)
     assert len(fault_server.arrivals("/huge-down")) == 2
@@ -404,13 +466,13 @@ def test_read_timeout_get_is_retried(raw_faults: RawFaults) -> None:
     assert "#5 read_timeout: give-up" in notes(caught.value)[0]
 
 
-def test_read_timeout_mid_body_is_a_read_timeout(partial_server: PartialServer) -> None:
-    """A body that stalls past the read timeout is judged read_timeout: a GET is retried."""
+def test_read_timeout_mid_body_is_the_clients_to_raise(partial_server: PartialServer) -> None:
+    """A body that stalls past the read timeout fails as requests reads it: sent once."""
     with session() as http, pytest.raises(requests.ConnectionError) as caught:
         http.get(partial_server.url + "/stall", timeout=0.05)
     assert error_kind(caught.value) is ErrorKind.READ_TIMEOUT
-    assert partial_server.connections == 5
-    assert "#5 read_timeout: give-up (attempts-exhausted)" in notes(caught.value)[0]
+    assert partial_server.connections == 1
+    assert notes(caught.value) == []
 
 
 def test_reset_after_post_is_not_retried(raw_faults: RawFaults) -> None:
@@ -478,7 +540,7 @@ def test_hundred_threads_on_one_401_share_one_exchange(fault_server: FaultServer
     fault_server.require_token("/shared")
     token = TokenSource(fault_server.issue_token, origins=[fault_server.url], token="stale")
     barrier = threading.Barrier(100)
-    with session(token=token, pool_maxsize=100) as http:
+    with session(inner_pool(100), token=token) as http:
 
         def one() -> int:
             barrier.wait(timeout=30)
@@ -549,14 +611,16 @@ def test_secrets_stay_out_of_notes_and_events(fault_server: FaultServer) -> None
 def test_pickled_session_still_retries(fault_server: FaultServer) -> None:
     """pickle.loads(pickle.dumps(session)) keeps the adapter, its policy and its options."""
     policy = Policy(max_attempts=3, backoff=FAST.backoff)
-    with session(policy=policy, idempotency_keys=True, pool_maxsize=4) as original:
+    with session(inner_pool(4), policy=policy, idempotency_keys=True) as original:
         copy = pickle.loads(pickle.dumps(original))
     fault_server.always("/pickled", Reply(503))
     with copy:
         adapter = adapter_of(copy)
         assert adapter.retrier.policy == policy
-        assert adapter.poolmanager.connection_pool_kw["maxsize"] == 4
-        assert adapter.retrier.gate is not None and adapter.retrier.budget is not None
+        assert isinstance(adapter.inner, HTTPAdapter)
+        assert adapter.inner.poolmanager.connection_pool_kw["maxsize"] == 4
+        assert adapter.retrier.gate is forbear.process_gate()
+        assert adapter.retrier.budget is forbear.process_budget()
         response = copy.post(fault_server.url + "/pickled", data=b"{}")
     assert response.status_code == 503
     arrivals = fault_server.arrivals("/pickled")
@@ -568,6 +632,16 @@ def test_pickling_keeps_gate_and_budget_off_when_off() -> None:
     """gate=None and budget=None survive pickling as None."""
     adapter = pickle.loads(pickle.dumps(RetryAdapter(gate=None, budget=None)))
     assert adapter.retrier.gate is None and adapter.retrier.budget is None
+    adapter.close()
+
+
+def test_pickling_gives_an_own_gate_and_budget_fresh_ones() -> None:
+    """An adapter's own gate and budget come back as fresh ones of its own, not the process's."""
+    adapter = pickle.loads(pickle.dumps(RetryAdapter(gate=HostGate(), budget=RetryBudget())))
+    assert isinstance(adapter.retrier.gate, HostGate)
+    assert isinstance(adapter.retrier.budget, RetryBudget)
+    assert adapter.retrier.gate is not forbear.process_gate()
+    assert adapter.retrier.budget is not forbear.process_budget()
     adapter.close()
 
 
@@ -588,7 +662,8 @@ def test_32_threads_share_one_adapter_as_if_separate(fault_server: FaultServer) 
     """32 workers on one adapter: each logical request keeps its own attempts, key and body."""
     for n in range(32):
         fault_server.script(f"/worker/{n}", [Reply(503), Reply(502)])
-    with session(idempotency_keys=True, pool_maxsize=32) as http:
+    # No budget: 64 retries for 32 first attempts is an outage to a budget, not the point here.
+    with session(inner_pool(32), idempotency_keys=True, budget=None) as http:
         attributes = dict(vars(adapter_of(http)))
 
         def work(n: int) -> tuple[int, bytes]:

@@ -10,6 +10,7 @@ from types import FrameType
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
 
 from forbear_requests import RetryAdapter, error_kind
 from forbear_testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, run_scenario
@@ -70,13 +71,16 @@ class SessionDriver:
     supports_cancel = CAN_CANCEL
 
     def send(self, ctx: SendContext) -> Sequence[Result]:
+        # A pool of one blocks for its connection: a leaked response would hang the test.
+        inner = HTTPAdapter(
+            pool_maxsize=ctx.pool_size or max(10, ctx.concurrency),
+            pool_block=ctx.pool_size is not None,
+        )
         adapter = RetryAdapter(
+            inner,
             policy=ctx.policy,
             token=ctx.token_source(),
             idempotency_keys=ctx.idempotency_keys,
-            # A pool of one blocks for its connection: a leaked response would hang the test.
-            pool_maxsize=ctx.pool_size or max(10, ctx.concurrency),
-            pool_block=ctx.pool_size is not None,
         )
         with requests.Session() as session:
             session.mount("http://", adapter)

@@ -15,10 +15,10 @@ except ImportError as exc:  # pragma: no cover - requests is a dependency of thi
         "forbear_requests needs requests: install it with `pip install forbear-requests`"
     ) from exc
 
-from ._adapter import DRAIN_LIMIT, RetryAdapter
-from ._errors import CAUSE_KINDS, error_kind
+from ._adapter import RetryAdapter
+from ._errors import CAUSE_KINDS, ERROR_KINDS, error_kind
 
-__all__ = ["CAUSE_KINDS", "DRAIN_LIMIT", "RetryAdapter", "error_kind"]
+__all__ = ["CAUSE_KINDS", "ERROR_KINDS", "RetryAdapter", "error_kind"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,101 +1,62 @@
-"""`RetryAdapter`: a requests transport adapter that runs forbear's retry loop.
+"""`RetryAdapter`: a requests transport adapter on forbear's one retry loop.
 
-The loop itself is `forbear.RetryCall`'s (see its module docstring); this module only maps
-requests' types onto it: it sends through `requests.adapters.HTTPAdapter.send`, rewinds file
-bodies, releases discarded responses, sleeps with `time.sleep`, and re-raises. No retry rule
-lives here: which status, error, method or body may be retried, and how long to wait, is the
-core's to say. urllib3's own retries stay off (``Retry(0, read=False)``), so the two never stack.
+The loop is the core's (`forbear.Retrier.run_sync`); this module only says how requests sends
+a prepared request with extra headers (through the wrapped adapter, ``inner``), how its
+responses and errors read as outcomes, whether a body can be sent again, and how a discarded
+response is released. The final response goes back as ``inner.send`` returned it, unread.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from types import EllipsisType
+from typing import Any
 
-import requests
-from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.models import PreparedRequest, Response
 from urllib3.util.retry import Retry
 
 from forbear import (
-    Action,
-    Decision,
     EventHook,
     HostGate,
+    Outcome,
     Policy,
     Retrier,
     RetryBudget,
-    RetryCall,
     TokenSource,
+    drain_length,
+    process_budget,
+    process_gate,
 )
 
 from ._errors import error_kind
 
-__all__ = ["DRAIN_LIMIT", "RetryAdapter"]
-
-#: A discarded response whose ``Content-Length`` is at most this many bytes is read before it
-#: is closed, so its connection goes back to the pool for reuse; a larger or unsized one is
-#: closed unread (its connection is dropped, its pool slot still returned).
-DRAIN_LIMIT = 64 * 1024
-
-_FINAL = (Action.RETURN, Action.GIVE_UP)
-
-Timeout = float | tuple[float, float] | tuple[float, None] | None
-Cert = bytes | str | tuple[bytes | str, bytes | str] | None
+__all__ = ["RetryAdapter"]
 
 
-class _Config(NamedTuple):
-    """What an adapter pickles in place of its `Retrier` (which holds locks)."""
+class RetryAdapter(BaseAdapter):
+    """A requests adapter that retries the way the server asks, sending through ``inner``.
 
-    policy: Policy
-    gate: bool
-    budget: bool
-    idempotency_keys: bool
-    request_ids: bool
-    on_event: EventHook | None
-
-    def retrier(self) -> Retrier:
-        return Retrier(
-            policy=self.policy,
-            gate=self.gate,
-            budget=self.budget,
-            idempotency_keys=self.idempotency_keys,
-            request_ids=self.request_ids,
-            on_event=self.on_event,
-        )
-
-
-class RetryAdapter(HTTPAdapter):
-    """A `requests.adapters.HTTPAdapter` that retries the way the server asks.
-
-    Mount it with ``session.mount("https://", RetryAdapter())``. ``gate`` and ``budget``
-    default to a fresh `HostGate` / `RetryBudget` for this adapter; pass the same objects to
-    several adapters to share them, or ``None`` to go without. ``pool_connections``,
-    ``pool_maxsize`` and ``pool_block`` are `HTTPAdapter`'s; its ``max_retries`` is fixed at
-    ``Retry(0, read=False)`` so urllib3 never retries underneath forbear.
-
-    One adapter may serve any number of threads: it keeps no per-request state. ``retrier``
-    is the `forbear.Retrier` it runs its loop around (policy, gate, budget, token source).
+    ``inner`` (default ``HTTPAdapter(max_retries=Retry(0, read=False))``) does each send and
+    owns the connection pool; one whose urllib3 retries are on is refused, as they would
+    multiply forbear's attempts. ``close`` is delegated to it. ``gate`` and ``budget`` default
+    to the process's; pass objects to narrow the scope, or None to go without.
     """
-
-    #: What `HTTPAdapter.__getstate__` pickles: its own settings and forbear's `_Config`.
-    __attrs__ = [*HTTPAdapter.__attrs__, "_forbear"]  # noqa: RUF012 - as HTTPAdapter declares it
 
     def __init__(
         self,
+        inner: BaseAdapter | None = None,
         *,
         policy: Policy | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | bool | None = True,
-        budget: RetryBudget | bool | None = True,
+        gate: HostGate | EllipsisType | None = ...,
+        budget: RetryBudget | EllipsisType | None = ...,
         idempotency_keys: bool = False,
         request_ids: bool = False,
         on_event: EventHook | None = None,
-        pool_connections: int = DEFAULT_POOLSIZE,
-        pool_maxsize: int = DEFAULT_POOLSIZE,
-        pool_block: bool = DEFAULT_POOLBLOCK,
     ) -> None:
+        super().__init__()
+        #: The retry loop and what it shares: policy, gate, budget, token source, events.
         self.retrier = Retrier(
             policy=policy,
             token=token,
@@ -105,163 +66,130 @@ class RetryAdapter(HTTPAdapter):
             request_ids=request_ids,
             on_event=on_event,
         )
-        self._forbear = _Config(
-            self.retrier.policy,
-            self.retrier.gate is not None,
-            self.retrier.budget is not None,
-            idempotency_keys,
-            request_ids,
-            on_event,
-        )
-        super().__init__(
-            pool_connections=pool_connections,
-            pool_maxsize=pool_maxsize,
-            max_retries=Retry(0, read=False),
-            pool_block=pool_block,
-        )
+        #: The adapter that sends each attempt.
+        self.inner = _checked(inner)
 
     def __repr__(self) -> str:
-        return f"RetryAdapter(policy={self.retrier.policy!r})"
-
-    # -- pickling (requests pickles sessions and their adapters) ---------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
-        if self.retrier.token is not None:
-            raise TypeError(
-                "a RetryAdapter with a token= cannot be pickled: its TokenSource holds a live "
-                "credential and locks; mount a new RetryAdapter(token=...) after unpickling"
-            )
-        state: dict[str, Any] = super().__getstate__()  # type: ignore[misc]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # The gate and budget are this process's: an unpickled adapter starts fresh ones.
-        super().__setstate__(state)  # type: ignore[misc]
-        self.retrier = self._forbear.retrier()
-
-    # -- the loop --------------------------------------------------------------------------
+        return f"RetryAdapter({type(self.inner).__name__}, policy={self.retrier.policy!r})"
 
     def send(
         self,
         request: PreparedRequest,
         stream: bool = False,
-        timeout: Timeout = None,
+        timeout: Any = None,
         verify: bool | str = True,
-        cert: Cert = None,
+        cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send ``request``, retrying as the core decides.
-
-        The final response is returned as `HTTPAdapter.send` returns it; with ``stream=False``
-        its body is read here, so a body cut short is judged (and maybe retried) like any other
-        transport failure. The last exception is re-raised unchanged, with the attempt history
-        added as a note.
-        """
-        body = request.body
-        replayable, start = _replay_start(body)
-        call = self.retrier.begin(
-            request.method or "GET", request.url or "", request.headers, replayable=replayable
+        """Send ``request`` through ``inner``, retrying as the core decides; ``timeout`` bounds
+        each attempt. The final response is returned unread, as ``inner.send`` returned it."""
+        attempts = _Attempts(self.inner, (stream, timeout, verify, cert, proxies))
+        url = request.url or ""
+        return self.retrier.run_sync(
+            attempts, request, request.method or "GET", url, request.headers
         )
-        added = call.headers()
-        if added or call.uses_token:
-            # Our headers go on a copy: the caller's request, sent again, is a new request.
+
+    def close(self) -> None:
+        """Close ``inner`` (its connection pool)."""
+        self.inner.close()
+
+    # -- pickling (requests pickles a session's adapters) ----------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        settings = self.retrier.settings()
+        if settings["token"] is not None:
+            raise TypeError(
+                "a RetryAdapter with a token= cannot be pickled: its TokenSource holds a live "
+                "credential and locks; mount a new RetryAdapter(token=...) after unpickling"
+            )
+        # Gates and budgets hold locks: pickled as their scope, rebuilt in the new process.
+        settings["gate"] = _scope(settings["gate"], process_gate())
+        settings["budget"] = _scope(settings["budget"], process_budget())
+        return {"inner": self.inner, "settings": settings}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        settings = state["settings"]
+        for name, own in (("gate", HostGate), ("budget", RetryBudget)):
+            if settings[name] == "own":
+                settings[name] = own()
+        self.retrier = Retrier(**settings)
+        self.inner = state["inner"]
+
+
+def _checked(inner: BaseAdapter | None) -> BaseAdapter:
+    if inner is None:
+        return HTTPAdapter(max_retries=Retry(0, read=False))
+    if not isinstance(inner, BaseAdapter):
+        raise TypeError(f"inner must be a requests BaseAdapter, got {type(inner).__name__}")
+    retries = getattr(inner, "max_retries", None)
+    if isinstance(retries, Retry) and retries.total != 0:
+        raise ValueError(
+            f"inner {type(inner).__name__} retries on its own (max_retries={retries!r}), which "
+            "would multiply forbear's attempts: build it with max_retries=0 (the default)"
+        )
+    return inner
+
+
+def _scope(shared: Any, process: Any) -> Any:
+    """How a gate or budget is pickled: ``...`` (the process's), None, or "own" (a fresh one)."""
+    return None if shared is None else ... if shared is process else "own"
+
+
+class _Attempts:
+    """requests' part of the loop for one logical request: its send options and file offset."""
+
+    __slots__ = ("inner", "options", "start")
+
+    def __init__(self, inner: BaseAdapter, options: tuple[Any, ...]) -> None:
+        self.inner = inner
+        self.options = options
+        self.start: int | EllipsisType | None = ...  # a file body's offset; ...: not sent yet
+
+    def send(self, request: PreparedRequest, headers: Mapping[str, str] | None) -> Response:
+        body = request.body
+        if self.start is ...:
+            self.start = _offset(body)
+        elif self.start is not None:
+            body.seek(self.start)  # type: ignore[union-attr]
+        if headers:
+            # On a copy: requests builds a redirect from the caller's request, not this one.
             request = request.copy()
-            request.headers.update(added)
-        sends = 0
-        while True:
-            delay = call.gate_delay()
-            if delay > 0.0:
-                time.sleep(delay)
-            if call.uses_token:
-                auth = call.auth_sync()
-                if auth is not None:
-                    request.headers[auth[0]] = auth[1]
-            if sends and start is not None:
-                body.seek(start)  # type: ignore[union-attr]
-            sends += 1
-            try:
-                response = super().send(request, stream, timeout, verify, cert, proxies)
-            except requests.RequestException as exc:
-                if not _retry_after_error(call, exc):
-                    raise
-                continue
-            try:
-                decision = call.on_response(response.status_code, response.headers)
-            except BaseException:
-                response.close()
-                raise
-            if decision.action in _FINAL:
-                if stream or _read_body(call, response):
-                    return response
-                continue
-            _release(response)
-            _act(call, decision)
+            request.headers.update(headers)
+        return self.inner.send(request, *self.options)
+
+    @staticmethod
+    def outcome(response: Response) -> Outcome:
+        return Outcome(response.status_code, response.headers)
+
+    failure = staticmethod(error_kind)
+
+    def replayable(self, request: PreparedRequest) -> bool:
+        body = request.body
+        return (
+            isinstance(body, (bytes, bytearray, str, list, tuple))
+            or body is None
+            or self.start is not None
+        )
+
+    @staticmethod
+    def release(response: Response) -> None:
+        try:
+            if drain_length(response.headers) is not None:
+                response.raw.read(decode_content=False)  # its connection goes back to the pool
+        except Exception:
+            pass  # the connection is dropped instead of reused; the close below still runs
+        finally:
+            response.close()
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-_ONE_SHOT = (False, None)
-
-
-def _replay_start(body: Any) -> tuple[bool, int | None]:
-    """Whether a body can be sent again, and the file offset to rewind it to (None: no file)."""
-    if body is None or isinstance(body, (bytes, str, bytearray, list, tuple)):
-        return True, None
-    if not hasattr(body, "read"):
-        return _ONE_SHOT  # a generator or any other iterator: consumed by the first send
-    if not (hasattr(body, "seek") and hasattr(body, "tell")):
-        return _ONE_SHOT
-    seekable = getattr(body, "seekable", None)
+def _offset(body: Any) -> int | None:
+    """Where a seekable file body starts, or None (not a file, or one that cannot seek)."""
     try:
-        if seekable is not None and not seekable():
-            return _ONE_SHOT
+        if body is None or not (hasattr(body, "seek") and hasattr(body, "read")):
+            return None
+        if not getattr(body, "seekable", lambda: True)():
+            return None
         position = body.tell()
-    except (OSError, ValueError):  # a pipe, a socket file, a closed file
-        return _ONE_SHOT
-    return (True, position) if isinstance(position, int) else _ONE_SHOT
-
-
-def _retry_after_error(call: RetryCall, exc: requests.RequestException) -> bool:
-    """Judge a failed send; True after sleeping when it is to be retried, else annotate it."""
-    kind = error_kind(exc)
-    decision = None if kind is None else call.on_error(kind)
-    if decision is None or decision.action in _FINAL:
-        call.annotate(exc)
-        return False
-    _act(call, decision)
-    return True
-
-
-def _read_body(call: RetryCall, response: Response) -> bool:
-    """Read the final response's body; False (after sleeping) when it failed and is retried."""
-    try:
-        response.content  # noqa: B018 - read here, so a body cut short is judged like any failure
-    except requests.RequestException as exc:
-        response.close()
-        if not _retry_after_error(call, exc):
-            raise
-        return False
-    except BaseException:
-        response.close()
-        raise
-    return True
-
-
-def _act(call: RetryCall, decision: Decision) -> None:
-    """Do what a RETRY or REAUTH decision asks before the next send."""
-    if decision.action is Action.REAUTH:
-        call.reauth_sync()
-    elif decision.wait > 0.0:
-        time.sleep(decision.wait)
-
-
-def _release(response: Response) -> None:
-    """Close a discarded response; a small one is read first so its connection is reused."""
-    try:
-        length = response.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) <= DRAIN_LIMIT:
-            response.raw.read(DRAIN_LIMIT, decode_content=False)
-    except Exception:
-        pass  # the connection is dropped instead of reused; the close below still runs
-    finally:
-        response.close()
+    except (OSError, ValueError, AttributeError):  # a pipe, a socket file, a closed file
+        return None
+    return position if isinstance(position, int) else None

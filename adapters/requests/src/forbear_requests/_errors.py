@@ -24,7 +24,16 @@ from urllib3 import exceptions as urllib3_errors
 
 from forbear import ErrorKind
 
-__all__ = ["CAUSE_KINDS", "error_kind"]
+__all__ = ["CAUSE_KINDS", "ERROR_KINDS", "error_kind"]
+
+#: requests' own exception types that say their kind, first match wins; None: never retried.
+ERROR_KINDS: tuple[tuple[type[BaseException], ErrorKind | None], ...] = (
+    (ConnectTimeout, ErrorKind.CONNECT_TIMEOUT),
+    (ReadTimeout, ErrorKind.READ_TIMEOUT),
+    # A body cut short after the headers (raised when the caller reads it, not by a send).
+    (ChunkedEncodingError, ErrorKind.DISCONNECT),
+    (SSLError, None),
+)
 
 #: Causes found under a requests exception and the kind each one is judged as, first match wins.
 CAUSE_KINDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ErrorKind], ...] = (
@@ -50,14 +59,15 @@ _MAX_DEPTH = 8
 
 
 def error_kind(exc: BaseException) -> ErrorKind | None:
-    """The `ErrorKind` of a requests exception raised by a send, or None: not to be retried."""
-    if isinstance(exc, ConnectTimeout):
-        return ErrorKind.CONNECT_TIMEOUT
-    if isinstance(exc, ReadTimeout):
-        return ErrorKind.READ_TIMEOUT
-    if isinstance(exc, ChunkedEncodingError):
-        return ErrorKind.DISCONNECT  # the body was cut short after the headers arrived
-    if isinstance(exc, SSLError) or not isinstance(exc, RequestsConnectionError):
+    """The `ErrorKind` of a requests exception, or None: not a failure forbear retries.
+
+    `ERROR_KINDS` first; a ``ConnectionError`` is judged by what lies under it
+    (`CAUSE_KINDS`); anything else is None.
+    """
+    for exc_type, kind in ERROR_KINDS:
+        if isinstance(exc, exc_type):
+            return kind
+    if not isinstance(exc, RequestsConnectionError):
         return None
     causes = list(_causes(exc))
     for cause_type, kind in CAUSE_KINDS:
