@@ -328,6 +328,10 @@ class Retrier:
         self.clock = clock
         self.wall = wall
         self.rng = rng
+        #: The gate's cheap "holds nothing back for this key" check, when it has one.
+        self._gate_free: Callable[[str], bool] | None = (
+            (lambda key: True) if self.gate is None else getattr(self.gate, "free", None)
+        )
         key = getattr(self.gate, "key", origin_of)
         self._key: Callable[[str], str] | None = None if key is origin_of else key
         self._real_clocks = clock is time.monotonic and wall is time.time
@@ -368,7 +372,25 @@ class Retrier:
         when the client has it parsed already; ``override`` a per-request override mapping
         (named ``where`` in error messages).
         """
-        flow = self._flow(method, url, headers, origin, override, where)
+        key = self._quick_key(url, origin, override)
+        if key is None:
+            flow = self._flow(method, url, headers, origin, override, where)
+        else:
+            # The common case, unwrapped: one send, and on success nothing else to do.
+            started = self._first(key)
+            try:
+                response = adapter.send(request, None)
+            except Exception as exc:
+                failed = adapter.failure(exc)
+                sent: Sent = (None, exc, None if failed is None else Outcome.error(failed))
+            else:
+                outcome = adapter.outcome(response)
+                status = outcome.status
+                if status is not None and status < 400:
+                    self._succeeded(key, outcome, method, url, started)
+                    return response
+                sent = (response, None, outcome)
+            flow = self._flow(method, url, headers, origin, override, where, (key, started, sent))
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -416,7 +438,24 @@ class Retrier:
         where: str = "overrides",
     ) -> ResponseT:
         """The async twin of `run_sync`: sleeps with ``anyio.sleep`` (asyncio and trio)."""
-        flow = self._flow(method, url, headers, origin, override, where)
+        key = self._quick_key(url, origin, override)
+        if key is None:
+            flow = self._flow(method, url, headers, origin, override, where)
+        else:
+            started = self._first(key)
+            try:
+                response = await adapter.send(request, None)
+            except Exception as exc:
+                failed = adapter.failure(exc)
+                sent: Sent = (None, exc, None if failed is None else Outcome.error(failed))
+            else:
+                outcome = adapter.outcome(response)
+                status = outcome.status
+                if status is not None and status < 400:
+                    self._succeeded(key, outcome, method, url, started)
+                    return response
+                sent = (response, None, outcome)
+            flow = self._flow(method, url, headers, origin, override, where, (key, started, sent))
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -482,8 +521,13 @@ class Retrier:
         origin: str | None,
         override: Mapping[str, Any] | None,
         where: str,
+        first: tuple[str, float, Sent] | None = None,
     ) -> Flow:
-        """One logical request, as effects. Returns the last response or the error to raise."""
+        """One logical request, as effects. Returns the last response or the error to raise.
+
+        ``first`` is ``(key, started, sent)`` when a runner made the first send itself (the
+        common case, see `_quick_key`): the flow starts by judging it.
+        """
         policy = self.policy
         if override is not None:
             policy = resolve_overrides(override, policy, where)
@@ -493,12 +537,13 @@ class Retrier:
                 policy = resolve_overrides(scoped, policy, "forbear.overrides()")
         if origin is None:
             origin = origin_of(str(url))
-        key = origin if self._key is None else self._key(str(url))
         gate, budget, token = self.gate, self.budget, self.token
         clock = self.clock
-        started = clock()
-        if budget is not None:
-            budget.deposit(key, now=started)
+        if first is None:
+            key = origin if self._key is None else self._key(str(url))
+            started = self._first(key)
+        else:
+            key, started, _ = first
         method = method if method.isupper() else method.upper()
         added = self._added(method, headers) if self.idempotency_keys or self.request_ids else None
         request_id = None
@@ -509,28 +554,32 @@ class Retrier:
         state: RetryState | None = None
         sent_token: str | None = None
         while True:
-            # 1. A send slot from the gate, waited out (never past the deadline).
             held = 0.0
-            if gate is not None:
-                slot: Any = gate.delay(key)
-                if type(slot) is Call:
-                    slot = yield slot
-                if slot > 0.0:
-                    slot = min(slot, policy.max_wait)
-                    if deadline_at is not None:
-                        slot = max(min(slot, deadline_at - clock()), 0.0)
+            if first is not None:
+                response, error, outcome = first[2]
+                first = None
+            else:
+                # 1. A send slot from the gate, waited out (never past the deadline).
+                if gate is not None:
+                    slot: Any = gate.delay(key)
+                    if type(slot) is Call:
+                        slot = yield slot
                     if slot > 0.0:
-                        held = slot
-                        yield Sleep(slot)
-            # 2. Headers: the token, Idempotency-Key and X-Request-Id.
-            send = _SEND_PLAIN if added is None else Send(added)
-            if use_token:
-                assert token is not None
-                sent_token = yield Call(token.get_sync, token.get_async)
-                auth = {token.header: token.header_value(sent_token)}
-                send = Send(auth if added is None else {**added, **auth})
-            # 3. The send.
-            response, error, outcome = yield send
+                        slot = min(slot, policy.max_wait)
+                        if deadline_at is not None:
+                            slot = max(min(slot, deadline_at - clock()), 0.0)
+                        if slot > 0.0:
+                            held = slot
+                            yield Sleep(slot)
+                # 2. Headers: the token, Idempotency-Key and X-Request-Id.
+                send = _SEND_PLAIN if added is None else Send(added)
+                if use_token:
+                    assert token is not None
+                    sent_token = yield Call(token.get_sync, token.get_async)
+                    auth = {token.header: token.header_value(sent_token)}
+                    send = Send(auth if added is None else {**added, **auth})
+                # 3. The send.
+                response, error, outcome = yield send
             if outcome is None:  # an error forbear does not judge: raised as it is
                 assert error is not None
                 if state is not None and state.history:
@@ -539,12 +588,7 @@ class Retrier:
             status = outcome.status
             if state is None:
                 if status is not None and status < 400:
-                    # The common case: a first-attempt success ends the request here.
-                    if gate is not None:
-                        gate.succeeded(key, outcome.headers, clock())
-                    if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
-                        first = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, status)
-                        self._emit(first, method, url, request_id, outcome.headers, held)
+                    self._succeeded(key, outcome, method, url, started, request_id, held)
                     return response
                 state = RetryState.start(
                     method,
@@ -588,6 +632,54 @@ class Retrier:
                 yield Call(token.refresh_sync, token.refresh_async, (sent_token,))
             elif decision.wait > 0.0:
                 yield Sleep(decision.wait)
+
+    def _quick_key(
+        self, url: object, origin: str | None, override: Mapping[str, Any] | None
+    ) -> str | None:
+        """The gate key when the first send needs nothing from the flow, else None.
+
+        Nothing is needed when no override applies, no header is added (no token for this
+        origin, no idempotency keys or request ids) and the gate holds nothing back for the key.
+        """
+        if override is not None or self.idempotency_keys or self.request_ids:
+            return None
+        if _OVERRIDES.get() is not None:
+            return None
+        if origin is None:
+            origin = origin_of(str(url))
+        token = self.token
+        if token is not None and origin in token.origins:
+            return None
+        key = origin if self._key is None else self._key(str(url))
+        gate_free = self._gate_free
+        if gate_free is not None and not gate_free(key):
+            return None
+        return key
+
+    def _first(self, key: str) -> float:
+        """Start a logical request: its start time, and the budget's deposit for it."""
+        started = self.clock()
+        if self.budget is not None:
+            self.budget.deposit(key, now=started)
+        return started
+
+    def _succeeded(
+        self,
+        key: str,
+        outcome: Outcome,
+        method: str,
+        url: object,
+        now: float,
+        request_id: str | None = None,
+        held: float = 0.0,
+    ) -> None:
+        """A first attempt succeeded: the gate counts it; an event if anyone listens."""
+        if self.gate is not None:
+            self.gate.succeeded(key, outcome.headers, now)
+        if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+            decision = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, outcome.status)
+            method = method if method.isupper() else method.upper()
+            self._emit(decision, method, url, request_id, outcome.headers, held)
 
     def _added(self, method: str, headers: Mapping[str, str] | Any) -> dict[str, str] | None:
         added: dict[str, str] = {}

@@ -130,6 +130,11 @@ class HostGate:
 
     # -- what adapters call ---------------------------------------------------------------
 
+    def free(self, key: str) -> bool:
+        """Whether sends to ``key`` go at once (not paced, not paused): no slot to reserve."""
+        entry = self._origins.get(key)
+        return entry is None or (not entry.paced and entry.paused_until == float("-inf"))
+
     def delay(self, key: str, *, now: float | None = None) -> float:
         """Reserve the next send slot for ``key``; the seconds to wait before sending."""
         entry = self._origins.get(key)
@@ -180,7 +185,7 @@ class HostGate:
             if (
                 decision.retry_after is not None
                 and decision.retry_after > 0.0
-                and decision.reason is not Reason.WAIT_EXCEEDS_MAX  # nobody honours it
+                and decision.reason != Reason.WAIT_EXCEEDS_MAX  # nobody honours it
             ):
                 self._maybe_pause(entry, now, decision)
 

@@ -182,8 +182,19 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         )
 
 
+#: Origins already spelled, by (host, port, scheme): a crawler meets few origins many times.
+_ORIGINS: dict[tuple[bytes, int | None, str], str] = {}
+
+
 def _origin(url: httpx.URL) -> str:
-    return f"{url.scheme}://{url.netloc.decode('ascii').lower()}"
+    """``scheme://host[:port]`` of an httpx URL, from its parsed parts."""
+    parts = (url.raw_host, url.port, url.scheme)
+    origin = _ORIGINS.get(parts)
+    if origin is None:
+        if len(_ORIGINS) >= 1024:
+            _ORIGINS.clear()
+        origin = _ORIGINS[parts] = f"{url.scheme}://{url.netloc.decode('ascii').lower()}"
+    return origin
 
 
 # -- the adapter: httpx's part of the loop -------------------------------------------------
