@@ -64,7 +64,7 @@ def test_readme_has_the_examples_the_issue_asks_for() -> None:
         "HostGate(",
         "RetryBudget(",
         "profiles.sarucci",
-        "from forbear.testing import",
+        "from forbear_testing import",
     ):
         assert needle in text, needle
 
