@@ -1,9 +1,8 @@
-"""`RetryAdapter`: a requests transport adapter on forbear's one retry loop.
+"""`RetryAdapter`: a requests transport adapter on the core's one loop (`forbear.Retrier`).
 
-The loop is the core's (`forbear.Retrier.run_sync`); this module only says how requests sends
-a prepared request with extra headers (through the wrapped adapter, ``inner``), how its
-responses and errors read as outcomes, whether a body can be sent again, and how a discarded
-response is released. The final response goes back as ``inner.send`` returned it, unread.
+What requests mounts: the constructor's shape, the wrapped adapter (``inner``) that sends each
+attempt, ``close`` and pickling. How one request's attempts are sent and read is `Attempts`'s
+(``_attempts.py``); every retry rule is the core's.
 """
 
 from __future__ import annotations
@@ -19,17 +18,15 @@ from urllib3.util.retry import Retry
 from forbear import (
     EventHook,
     HostGate,
-    Outcome,
     Policy,
     Retrier,
     RetryBudget,
     TokenSource,
-    drain_length,
     process_budget,
     process_gate,
 )
 
-from ._errors import error_kind
+from ._attempts import Attempts
 
 __all__ = ["RetryAdapter"]
 
@@ -37,10 +34,9 @@ __all__ = ["RetryAdapter"]
 class RetryAdapter(BaseAdapter):
     """A requests adapter that retries the way the server asks, sending through ``inner``.
 
-    ``inner`` (default ``HTTPAdapter(max_retries=Retry(0, read=False))``) does each send and
-    owns the connection pool; one whose urllib3 retries are on is refused, as they would
-    multiply forbear's attempts. ``close`` is delegated to it. ``gate`` and ``budget`` default
-    to the process's; pass objects to narrow the scope, or None to go without.
+    ``inner`` (default ``HTTPAdapter(max_retries=Retry(0, read=False))``) sends each attempt and
+    owns the pool; one with urllib3 retries on is refused (they would multiply forbear's). ``gate``
+    and ``budget`` default to the process's; pass objects to narrow the scope, None to go without.
     """
 
     def __init__(
@@ -83,37 +79,36 @@ class RetryAdapter(BaseAdapter):
     ) -> Response:
         """Send ``request`` through ``inner``, retrying as the core decides; ``timeout`` bounds
         each attempt. The final response is returned unread, as ``inner.send`` returned it."""
-        attempts = _Attempts(self.inner, (stream, timeout, verify, cert, proxies))
-        url = request.url or ""
-        return self.retrier.run_sync(
-            attempts, request, request.method or "GET", url, request.headers
-        )
+        attempts = Attempts(self.inner, (stream, timeout, verify, cert, proxies))
+        method, url = request.method or "GET", request.url or ""
+        return self.retrier.run_sync(attempts, request, method, url, request.headers)
 
     def close(self) -> None:
         """Close ``inner`` (its connection pool)."""
         self.inner.close()
 
-    # -- pickling (requests pickles a session's adapters) ----------------------------------
-
-    def __getstate__(self) -> dict[str, Any]:
+    def __reduce__(self) -> tuple[Any, ...]:
+        """requests pickles a session's adapters: the settings travel, locks and tokens do not."""
         settings = self.retrier.settings()
         if settings["token"] is not None:
             raise TypeError(
                 "a RetryAdapter with a token= cannot be pickled: its TokenSource holds a live "
                 "credential and locks; mount a new RetryAdapter(token=...) after unpickling"
             )
-        # Gates and budgets hold locks: pickled as their scope, rebuilt in the new process.
-        settings["gate"] = _scope(settings["gate"], process_gate())
-        settings["budget"] = _scope(settings["budget"], process_budget())
-        return {"inner": self.inner, "settings": settings}
+        for name, process, _ in _SCOPES:  # each travels as its scope; "own": a fresh one
+            shared = settings[name]
+            settings[name] = None if shared is None else ... if shared is process() else "own"
+        return _unpickled, (self.inner, settings)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        settings = state["settings"]
-        for name, own in (("gate", HostGate), ("budget", RetryBudget)):
-            if settings[name] == "own":
-                settings[name] = own()
-        self.retrier = Retrier(**settings)
-        self.inner = state["inner"]
+
+_SCOPES = (("gate", process_gate, HostGate), ("budget", process_budget, RetryBudget))
+
+
+def _unpickled(inner: BaseAdapter, settings: dict[str, Any]) -> RetryAdapter:
+    for name, _, own in _SCOPES:
+        if settings[name] == "own":
+            settings[name] = own()
+    return RetryAdapter(inner, **settings)
 
 
 def _checked(inner: BaseAdapter | None) -> BaseAdapter:
@@ -128,68 +123,3 @@ def _checked(inner: BaseAdapter | None) -> BaseAdapter:
             "would multiply forbear's attempts: build it with max_retries=0 (the default)"
         )
     return inner
-
-
-def _scope(shared: Any, process: Any) -> Any:
-    """How a gate or budget is pickled: ``...`` (the process's), None, or "own" (a fresh one)."""
-    return None if shared is None else ... if shared is process else "own"
-
-
-class _Attempts:
-    """requests' part of the loop for one logical request: its send options and file offset."""
-
-    __slots__ = ("inner", "options", "start")
-
-    def __init__(self, inner: BaseAdapter, options: tuple[Any, ...]) -> None:
-        self.inner = inner
-        self.options = options
-        self.start: int | EllipsisType | None = ...  # a file body's offset; ...: not sent yet
-
-    def send(self, request: PreparedRequest, headers: Mapping[str, str] | None) -> Response:
-        body = request.body
-        if self.start is ...:
-            self.start = _offset(body)
-        elif self.start is not None:
-            body.seek(self.start)  # type: ignore[union-attr]
-        if headers:
-            # On a copy: requests builds a redirect from the caller's request, not this one.
-            request = request.copy()
-            request.headers.update(headers)
-        return self.inner.send(request, *self.options)
-
-    @staticmethod
-    def outcome(response: Response) -> Outcome:
-        return Outcome(response.status_code, response.headers)
-
-    failure = staticmethod(error_kind)
-
-    def replayable(self, request: PreparedRequest) -> bool:
-        body = request.body
-        return (
-            isinstance(body, (bytes, bytearray, str, list, tuple))
-            or body is None
-            or self.start is not None
-        )
-
-    @staticmethod
-    def release(response: Response) -> None:
-        try:
-            if drain_length(response.headers) is not None:
-                response.raw.read(decode_content=False)  # its connection goes back to the pool
-        except Exception:
-            pass  # the connection is dropped instead of reused; the close below still runs
-        finally:
-            response.close()
-
-
-def _offset(body: Any) -> int | None:
-    """Where a seekable file body starts, or None (not a file, or one that cannot seek)."""
-    try:
-        if body is None or not (hasattr(body, "seek") and hasattr(body, "read")):
-            return None
-        if not getattr(body, "seekable", lambda: True)():
-            return None
-        position = body.tell()
-    except (OSError, ValueError, AttributeError):  # a pipe, a socket file, a closed file
-        return None
-    return position if isinstance(position, int) else None
