@@ -91,9 +91,9 @@ class Client:
         decorator; whatever the decorated function finally raises is returned here.
         """
         if mode == "on_response":
-            decorate = forbear_backoff.on_response(policy, **options)
+            decorate = forbear_backoff.on_response(policy=policy, **options)
         else:
-            decorate = forbear_backoff.on_exception(self.errors, policy, **options)
+            decorate = forbear_backoff.on_exception(self.errors, policy=policy, **options)
         raising = mode == "on_exception"
         self.calls = 0
         self.responses = []

@@ -21,7 +21,7 @@ import requests
 from backoff_harness import FAST
 
 import forbear_backoff
-from forbear import Action, Event, Policy, Retrier, TokenSource
+from forbear import Action, Event, Policy
 from forbear_testing import FaultServer, Reply
 
 EXACT = dataclasses.replace(FAST, retry_after_jitter=0.0)
@@ -33,7 +33,9 @@ def test_handlers_receive_each_decision(fault_server: FaultServer) -> None:
     backoffs: list[dict[str, Any]] = []
     successes: list[dict[str, Any]] = []
 
-    @forbear_backoff.on_response(FAST, on_backoff=backoffs.append, on_success=successes.append)
+    @forbear_backoff.on_response(
+        policy=FAST, on_backoff=backoffs.append, on_success=successes.append
+    )
     def fetch(client: httpx.Client) -> httpx.Response:
         return client.get(fault_server.url + "/flaky")
 
@@ -57,7 +59,7 @@ def test_on_giveup_receives_the_give_up_decision(fault_server: FaultServer) -> N
     giveups: list[dict[str, Any]] = []
     successes: list[dict[str, Any]] = []
 
-    @forbear_backoff.on_response(FAST, on_giveup=giveups.append, on_success=successes.append)
+    @forbear_backoff.on_response(policy=FAST, on_giveup=giveups.append, on_success=successes.append)
     def fetch(session: requests.Session) -> requests.Response:
         return session.get(fault_server.url + "/down")
 
@@ -78,7 +80,7 @@ def test_on_exception_handlers_see_return_and_no_decision(fault_server: FaultSer
     successes: list[dict[str, Any]] = []
 
     @forbear_backoff.on_exception(
-        httpx.HTTPError, FAST, on_giveup=giveups.append, on_success=successes.append
+        httpx.HTTPError, policy=FAST, on_giveup=giveups.append, on_success=successes.append
     )
     def fetch(client: httpx.Client, path: str) -> httpx.Response:
         return client.get(fault_server.url + path).raise_for_status()
@@ -106,7 +108,7 @@ def test_async_handlers_are_awaited_and_can_read_the_discarded_response(
     async def main() -> bytes:
         async with aiohttp.ClientSession() as session:
 
-            @forbear_backoff.on_response(FAST, on_backoff=on_backoff)
+            @forbear_backoff.on_response(policy=FAST, on_backoff=on_backoff)
             async def fetch() -> aiohttp.ClientResponse:
                 return await session.get(fault_server.url + "/flaky")
 
@@ -123,7 +125,7 @@ def test_backoff_default_jitter_would_shorten_retry_after(fault_server: FaultSer
     This is what `on_response` guards against; the next test shows it does.
     """
     fault_server.script("/limited", [Reply(429, retry_after=1), Reply(200)])
-    pieces = forbear_backoff.Pieces(EXACT)
+    pieces = forbear_backoff.Pieces(policy=EXACT)
     waits: list[float] = []
 
     @backoff.on_predicate(
@@ -143,7 +145,7 @@ def test_retry_after_is_not_shortened_by_backoff_jitter(fault_server: FaultServe
     fault_server.script("/limited", [Reply(429, retry_after=1), Reply(200)])
     waits: list[float] = []
 
-    @forbear_backoff.on_response(EXACT, on_backoff=lambda d: waits.append(d["wait"]))
+    @forbear_backoff.on_response(policy=EXACT, on_backoff=lambda d: waits.append(d["wait"]))
     def fetch(client: httpx.Client) -> httpx.Response:
         return client.get(fault_server.url + "/limited")
 
@@ -168,48 +170,45 @@ def test_retry_after_is_not_shortened_by_backoff_jitter(fault_server: FaultServe
 def test_options_forbear_owns_are_refused(option: str, value: Any, hint: str) -> None:
     """backoff options that would override forbear's decisions raise TypeError with a hint."""
     with pytest.raises(TypeError) as for_responses:
-        forbear_backoff.on_response(FAST, **{option: value})
+        forbear_backoff.on_response(policy=FAST, **{option: value})
     with pytest.raises(TypeError) as for_exceptions:
-        forbear_backoff.on_exception(ValueError, FAST, **{option: value})
+        forbear_backoff.on_exception(ValueError, policy=FAST, **{option: value})
     assert hint in str(for_responses.value)
     assert hint in str(for_exceptions.value)
 
 
 def test_jitter_none_and_logging_options_are_accepted() -> None:
     """``jitter=None`` is forbear's own choice; backoff's logging options pass through."""
-    forbear_backoff.on_response(FAST, jitter=None, logger=None, backoff_log_level=10)
-    forbear_backoff.on_exception(ValueError, FAST, raise_on_giveup=False, giveup_log_level=10)
+    forbear_backoff.on_response(policy=FAST, jitter=None, logger=None, backoff_log_level=10)
+    forbear_backoff.on_exception(
+        ValueError, policy=FAST, raise_on_giveup=False, giveup_log_level=10
+    )
     with pytest.raises(TypeError, match="raise_on_giveup"):
-        forbear_backoff.on_response(FAST, raise_on_giveup=False)
+        forbear_backoff.on_response(policy=FAST, raise_on_giveup=False)
     with pytest.raises(TypeError, match="on_backoff must be a callable"):
-        forbear_backoff.on_response(FAST, on_backoff=42)
+        forbear_backoff.on_response(policy=FAST, on_backoff=42)
 
 
-def test_a_retrier_that_would_add_headers_is_refused() -> None:
-    """A Retrier with a token, idempotency keys or request ids needs a transport adapter."""
-    token = TokenSource(lambda: "secret", origins=["http://127.0.0.1"])
-    for retrier in (
-        Retrier(token=token),
-        Retrier(idempotency_keys=True),
-        Retrier(request_ids=True),
-    ):
-        with pytest.raises(ValueError, match="forbear-httpx"):
-            forbear_backoff.on_response(retrier=retrier)
+def test_bad_options_are_refused() -> None:
+    """A policy that is not a Policy, a method that is not a method name, a bad origin."""
     with pytest.raises(TypeError, match=r"forbear\.Policy"):
-        forbear_backoff.on_response("fast")  # type: ignore[arg-type]
+        forbear_backoff.on_response(policy="fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="HTTP method"):
         forbear_backoff.on_response(method="not a method")
+    with pytest.raises(ValueError, match="origin"):
+        forbear_backoff.on_response(origin="nowhere")
+    with pytest.raises(TypeError):
+        forbear_backoff.on_response(retrier=None)
 
 
-def test_a_shared_retrier_emits_events_and_a_policy_overrides_its_own(
-    fault_server: FaultServer,
-) -> None:
-    """``retrier=`` shares the event hook; ``policy=`` next to it applies to that function."""
+def test_on_event_sees_each_decision(fault_server: FaultServer) -> None:
+    """``on_event`` gets each decision, with the URL's query left out."""
     fault_server.always("/down", Reply(503))
     events: list[Event] = []
-    retrier = Retrier(policy=FAST, on_event=events.append)
 
-    @forbear_backoff.on_response(Policy(max_attempts=2, backoff=FAST.backoff), retrier=retrier)
+    @forbear_backoff.on_response(
+        policy=Policy(max_attempts=2, backoff=FAST.backoff), on_event=events.append
+    )
     def fetch(client: httpx.Client) -> httpx.Response:
         return client.get(fault_server.url + "/down?key=secret")
 
@@ -229,7 +228,9 @@ def test_logs_carry_no_secrets(fault_server: FaultServer, caplog: pytest.LogCapt
     caplog.set_level(logging.DEBUG, logger="forbear")
     caplog.set_level(logging.DEBUG, logger="backoff")
 
-    @forbear_backoff.on_exception(httpx.HTTPStatusError, dataclasses.replace(FAST, max_attempts=2))
+    @forbear_backoff.on_exception(
+        httpx.HTTPStatusError, policy=dataclasses.replace(FAST, max_attempts=2)
+    )
     def fetch(client: httpx.Client) -> httpx.Response:
         return client.get(fault_server.url + "/down?api_key=key-secret").raise_for_status()
 
@@ -250,7 +251,7 @@ def test_a_value_that_is_not_a_response_is_returned_at_once() -> None:
     calls: list[int] = []
     successes: list[dict[str, Any]] = []
 
-    @forbear_backoff.on_response(FAST, on_success=successes.append)
+    @forbear_backoff.on_response(policy=FAST, on_success=successes.append)
     def compute() -> dict[str, int]:
         calls.append(1)
         return {"status": 503}
@@ -264,7 +265,7 @@ def test_an_exception_forbear_cannot_read_is_reraised_at_once() -> None:
     """An exception that is no client library's is raised after one call, without a note."""
     calls: list[int] = []
 
-    @forbear_backoff.on_exception(ValueError, FAST)
+    @forbear_backoff.on_exception(ValueError, policy=FAST)
     def parse() -> None:
         calls.append(1)
         raise ValueError("bad json")
@@ -280,7 +281,7 @@ def test_the_last_exception_is_reraised_unchanged(fault_server: FaultServer) -> 
     fault_server.always("/down", Reply(502))
     raised: list[BaseException] = []
 
-    @forbear_backoff.on_exception(requests.HTTPError, FAST)
+    @forbear_backoff.on_exception(requests.HTTPError, policy=FAST)
     def fetch(session: requests.Session) -> requests.Response:
         response = session.get(fault_server.url + "/down")
         try:
@@ -302,7 +303,7 @@ def test_raise_on_giveup_false_returns_none(fault_server: FaultServer) -> None:
     """backoff's ``raise_on_giveup=False`` still works: the call returns None."""
     fault_server.always("/down", Reply(503))
 
-    @forbear_backoff.on_exception(httpx.HTTPStatusError, FAST, raise_on_giveup=False)
+    @forbear_backoff.on_exception(httpx.HTTPStatusError, policy=FAST, raise_on_giveup=False)
     def fetch(client: httpx.Client) -> httpx.Response:
         return client.get(fault_server.url + "/down").raise_for_status()
 

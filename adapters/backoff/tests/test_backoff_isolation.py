@@ -28,7 +28,7 @@ def test_concurrent_threads_keep_separate_histories(fault_server: FaultServer) -
     for path in PATHS:
         fault_server.script(path, [Reply(503), Reply(200)])
 
-    @forbear_backoff.on_response(FAST)
+    @forbear_backoff.on_response(policy=FAST, gate=None, budget=None)
     def fetch(session: requests.Session, path: str) -> requests.Response:
         return session.get(fault_server.url + path)
 
@@ -47,7 +47,9 @@ def test_concurrent_tasks_keep_separate_histories(fault_server: FaultServer) -> 
     async def main() -> list[int]:
         async with httpx.AsyncClient() as client:
 
-            @forbear_backoff.on_exception(httpx.HTTPStatusError, FAST)
+            @forbear_backoff.on_exception(
+                httpx.HTTPStatusError, policy=FAST, gate=None, budget=None
+            )
             async def fetch(path: str) -> int:
                 response = await client.get(fault_server.url + path)
                 return response.raise_for_status().status_code
@@ -69,11 +71,11 @@ def test_nested_decorated_calls_keep_separate_histories(fault_server: FaultServe
 
     with httpx.Client() as client:
 
-        @forbear_backoff.on_response(FAST)
+        @forbear_backoff.on_response(policy=FAST, gate=None, budget=None)
         def inner() -> httpx.Response:
             return client.get(fault_server.url + "/inner")
 
-        @forbear_backoff.on_response(FAST, on_backoff=lambda d: outer_decisions.append(d))
+        @forbear_backoff.on_response(policy=FAST, on_backoff=lambda d: outer_decisions.append(d))
         def outer() -> httpx.Response:
             assert inner().status_code == 200
             return client.get(fault_server.url + "/outer")
@@ -101,7 +103,8 @@ def test_no_client_library_is_imported() -> None:
         response.headers["Retry-After"] = "3"
         attempt = forbear_backoff.read_attempt(response)
         assert (attempt.outcome.status, attempt.response) == (503, response), attempt
-        assert forbear_backoff.Pieces().retryable(response) is True
+        assert forbear_backoff.Pieces(method="GET").retryable(response) is True
+        assert forbear_backoff.Pieces().retryable(response) is False  # unknown method
         assert not {"httpx", "aiohttp"} & set(sys.modules)
         print("ok")
         """

@@ -24,7 +24,7 @@ from forbear_testing import FaultServer, Reply
 def test_on_predicate_retries_until_the_answer(fault_server: FaultServer) -> None:
     """Two 503s then a 200 through backoff.on_predicate: three calls, the 200 returned."""
     fault_server.script("/flaky", [Reply(503), Reply(503), Reply(200)])
-    pieces = forbear_backoff.Pieces(FAST)
+    pieces = forbear_backoff.Pieces(policy=FAST)
 
     @backoff.on_predicate(pieces.wait_gen, pieces.retryable, jitter=None)
     def fetch(client: httpx.Client) -> httpx.Response:
@@ -38,7 +38,7 @@ def test_on_predicate_retries_until_the_answer(fault_server: FaultServer) -> Non
 def test_the_wait_generator_ends_when_attempts_run_out(fault_server: FaultServer) -> None:
     """Past max_attempts the generator stops; backoff gives up and returns the last 503."""
     fault_server.always("/down", Reply(503))
-    pieces = forbear_backoff.Pieces(dataclasses.replace(FAST, max_attempts=3))
+    pieces = forbear_backoff.Pieces(policy=dataclasses.replace(FAST, max_attempts=3))
     giveups: list[dict[str, Any]] = []
 
     @backoff.on_predicate(pieces.wait_gen, pieces.retryable, jitter=None, on_giveup=giveups.append)
@@ -54,7 +54,7 @@ def test_the_wait_generator_ends_when_attempts_run_out(fault_server: FaultServer
 def test_on_exception_with_giveup(fault_server: FaultServer) -> None:
     """backoff.on_exception with giveup: a GET 503 is retried to the cap, a POST 503 is not."""
     fault_server.always("/down", Reply(503))
-    pieces = forbear_backoff.Pieces(FAST)
+    pieces = forbear_backoff.Pieces(policy=FAST)
 
     @backoff.on_exception(pieces.wait_gen, requests.HTTPError, giveup=pieces.giveup, jitter=None)
     def fetch(session: requests.Session, method: str) -> requests.Response:
@@ -74,7 +74,7 @@ def test_on_exception_with_giveup(fault_server: FaultServer) -> None:
 def test_async_functions_on_asyncio(fault_server: FaultServer) -> None:
     """The pieces work for backoff's async loop too (httpx.AsyncClient)."""
     fault_server.script("/flaky", [Reply(429, retry_after=0), Reply(200)])
-    pieces = forbear_backoff.Pieces(FAST)
+    pieces = forbear_backoff.Pieces(policy=FAST)
 
     async def main() -> int:
         async with httpx.AsyncClient() as client:
@@ -96,4 +96,4 @@ def test_predicates_on_values_forbear_cannot_read() -> None:
     assert pieces.retryable(None) is False
     assert pieces.giveup(ValueError("no")) is True
     assert pieces.policy == Policy()
-    assert repr(pieces) == f"Pieces(policy={Policy()!r}, method='GET')"
+    assert repr(pieces) == f"Pieces(policy={Policy()!r}, method=None)"

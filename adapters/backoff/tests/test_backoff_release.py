@@ -28,7 +28,7 @@ def test_httpx_streamed_responses_are_closed_but_the_last(fault_server: FaultSer
 
     with httpx.Client() as client:
 
-        @forbear_backoff.on_response(FAST)
+        @forbear_backoff.on_response(policy=FAST)
         def fetch() -> httpx.Response:
             response = client.send(
                 client.build_request("GET", fault_server.url + "/s"), stream=True
@@ -53,7 +53,7 @@ def test_httpx_async_streamed_responses_are_closed_but_the_last(
     async def main() -> bytes:
         async with httpx.AsyncClient() as client:
 
-            @forbear_backoff.on_response(FAST)
+            @forbear_backoff.on_response(policy=FAST)
             async def fetch() -> httpx.Response:
                 request = client.build_request("GET", fault_server.url + "/s")
                 response = await client.send(request, stream=True)
@@ -77,7 +77,7 @@ def test_requests_streamed_responses_are_closed_but_the_last(fault_server: Fault
 
     with requests.Session() as session:
 
-        @forbear_backoff.on_response(FAST)
+        @forbear_backoff.on_response(policy=FAST)
         def fetch() -> requests.Response:
             response = session.get(fault_server.url + "/s", stream=True)
             seen.append(response)
@@ -101,7 +101,7 @@ def test_aiohttp_responses_are_released_but_the_last(fault_server: FaultServer) 
     async def main() -> bytes:
         async with aiohttp.ClientSession() as session:
 
-            @forbear_backoff.on_response(FAST)
+            @forbear_backoff.on_response(policy=FAST)
             async def fetch() -> aiohttp.ClientResponse:
                 response = await session.get(fault_server.url + "/s")
                 seen.append(response)
@@ -121,7 +121,7 @@ def test_pieces_wait_gen_closes_what_it_retries(fault_server: FaultServer) -> No
     import backoff
 
     fault_server.script("/s", SCRIPT)
-    pieces = forbear_backoff.Pieces(FAST)
+    pieces = forbear_backoff.Pieces(policy=FAST)
     seen: list[requests.Response] = []
 
     with requests.Session() as session:
@@ -145,7 +145,7 @@ def test_cancelling_the_wait_leaves_nothing_open(fault_server: FaultServer) -> N
     async def main() -> None:
         async with httpx.AsyncClient() as client:
 
-            @forbear_backoff.on_response(FAST)
+            @forbear_backoff.on_response(policy=FAST)
             async def fetch() -> httpx.Response:
                 request = client.build_request("GET", fault_server.url + "/limited")
                 response = await client.send(request, stream=True)

@@ -28,8 +28,8 @@ CONNECT_ERRORS: dict[str, type[Exception]] = {
 
 
 def method_option(client: Client, method: str) -> dict[str, str]:
-    """aiohttp's connection errors do not name the method: a POST function says so itself."""
-    return {"method": method} if client.name == "aiohttp" else {}
+    """What some errors do not name (aiohttp's connection errors, requests' cut-short body)."""
+    return {"method": method} if client.name in ("aiohttp", "requests") else {}
 
 
 def test_refused_connection_is_retried_and_reraised(client: Client, refused_port: int) -> None:
@@ -63,7 +63,9 @@ def test_reset_after_the_request_is_retried_only_when_safe(
 def test_half_response_is_retried_for_get(client: Client, raw_faults: RawFaults) -> None:
     """A body cut short after the headers is a transport error: a GET is sent five times."""
     raw_faults.mode = RawMode.HALF_RESPONSE
-    result = client.call("on_exception", "GET", raw_faults.url + "/x")
+    result = client.call(
+        "on_exception", "GET", raw_faults.url + "/x", **method_option(client, "GET")
+    )
     assert isinstance(result, client.errors)
     assert len(raw_faults.arrivals()) == 5
     assert result.__notes__[0].endswith("give-up (attempts-exhausted)")
@@ -88,13 +90,23 @@ def test_read_timeout_is_retried_only_when_safe(
     assert "read_timeout" in result.__notes__[0]
 
 
-def test_aiohttp_disconnect_falls_back_to_get(raw_faults: RawFaults) -> None:
-    """aiohttp's errors do not name the method: without ``method=``, a POST is judged as GET."""
+def test_aiohttp_post_dropped_after_sending_is_sent_once(raw_faults: RawFaults) -> None:
+    """aiohttp's errors name no method: unknown is not safe to re-send, so one arrival."""
     raw_faults.mode = RawMode.RESET_AFTER_REQUEST
     client = Client("aiohttp")
     result = client.call("on_exception", "POST", raw_faults.url + "/x")
     assert isinstance(result, aiohttp.ClientOSError)
-    assert len(raw_faults.arrivals()) == 5
+    assert len(raw_faults.arrivals()) == 1
+    assert client.calls == 1
+
+
+def test_a_declared_method_judges_what_names_none(raw_faults: RawFaults) -> None:
+    """``method="GET"`` declares what the function sends: its resets are retried."""
+    raw_faults.mode = RawMode.RESET_AFTER_REQUEST
+    client = Client("aiohttp")
+    result = client.call("on_exception", "GET", raw_faults.url + "/x", method="GET")
+    assert isinstance(result, aiohttp.ClientOSError)
+    assert client.calls == 5
     assert result.__notes__[0].startswith("forbear: GET made 5 send(s)")
 
 
@@ -107,7 +119,7 @@ def test_aiohttp_total_timeout_is_not_retried(raw_faults: RawFaults) -> None:
         nonlocal calls
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as session:
 
-            @forbear_backoff.on_exception((aiohttp.ClientError, TimeoutError), FAST)
+            @forbear_backoff.on_exception((aiohttp.ClientError, TimeoutError), policy=FAST)
             async def fetch() -> bytes:
                 nonlocal calls
                 calls += 1

@@ -1,8 +1,9 @@
-"""forbear-backoff: forbear's retry decisions inside the backoff library's decorators.
+"""forbear-backoff: forbear's one retry loop inside the backoff library's decorators.
 
 ``@forbear_backoff.on_response()`` and ``@forbear_backoff.on_exception(...)`` decorate sync and
 async functions that return (or raise with) an httpx, requests or aiohttp response; backoff
-runs the loop and forbear's core says whether to retry and how long to wait. `Pieces` holds
+runs the loop and forbear's core says whether to retry and how long to wait. `headers` gives
+the function the headers forbear adds to the attempt it is making (a token). `Pieces` holds
 the wait generator and predicates underneath, for composing your own backoff decorators.
 """
 
@@ -17,8 +18,8 @@ except ImportError as exc:  # pragma: no cover - backoff is a dependency of this
         "forbear_backoff needs backoff: install it with `pip install forbear-backoff`"
     ) from exc
 
-from ._call import DECISION_KEY
-from ._clients import (
+# TODO: from `forbear` once the core exports them.
+from forbear._readers import (
     AIOHTTP_ERROR_KINDS,
     HTTPX_ERROR_KINDS,
     REQUESTS_CAUSE_KINDS,
@@ -26,7 +27,9 @@ from ._clients import (
     Attempt,
     read_attempt,
 )
-from ._decorators import on_exception, on_response
+from forbear._stepper import attempt_headers as headers
+
+from ._decorators import DECISION_KEY, on_exception, on_response
 from ._pieces import Pieces
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "REQUESTS_ERROR_KINDS",
     "Attempt",
     "Pieces",
+    "headers",
     "on_exception",
     "on_response",
     "read_attempt",

@@ -1,10 +1,12 @@
-"""`on_response` and `on_exception`: backoff's decorators with forbear deciding.
+"""`on_response` and `on_exception`: backoff's decorators running forbear's one retry loop.
 
-Each call of a decorated function is one logical request with its own `CallState`: backoff's
-predicate or ``giveup``, its wait generator and its handlers all read the one decision the
-core made for each attempt of that call. backoff runs the loop, sleeps and calls the
-handlers; forbear says whether and how long. backoff's jitter is always off: the wait is the
-core's (a ``Retry-After`` is a floor, never shortened).
+Each call of a decorated function is one logical request: a `forbear.Stepper` (TODO: the
+public name once the core exports it) steps the core's flow, and everything backoff asks
+during that call (the predicate or ``giveup``, the wait generator, the handlers) is answered
+from it. The function itself is wrapped so that each attempt first waits what the gate still
+asks and sees the headers forbear adds (`forbear_backoff.headers()`). backoff runs the loop,
+sleeps and calls the handlers; forbear says whether and how long. backoff's jitter is off:
+the wait is the core's (a ``Retry-After`` is a floor, never shortened).
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import functools
 import inspect
 from collections.abc import Callable, Generator, Iterable
 from contextvars import ContextVar
+from types import EllipsisType
 from typing import Any, TypeVar, cast
 
 import backoff
 
-from forbear import Policy, Retrier
+from forbear import Action, EventHook, HostGate, Policy, RetryBudget, TokenSource
+from forbear._stepper import CallSite, Stepper  # TODO: from `forbear` once exported
 
-from ._call import CallState, checked_method, checked_retrier
+__all__ = ["DECISION_KEY", "on_exception", "on_response"]
 
-__all__ = ["on_exception", "on_response"]
+#: The key of the core's decision (a `forbear.Event`) in the details backoff gives handlers.
+DECISION_KEY = "decision"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,136 +41,165 @@ _REFUSED = {
     "giveup": "forbear decides what is retried; compose forbear_backoff.Pieces for your own",
     "predicate": "forbear decides what is retried; compose forbear_backoff.Pieces for your own",
 }
+# The state of the call backoff's loop runs for: set per call, so threads, tasks and nested
+# decorated calls each see their own.
+_CURRENT: ContextVar[Stepper] = ContextVar("forbear_backoff_call")
 
 
 def on_response(
-    policy: Policy | None = None,
     *,
-    method: str = "GET",
-    retrier: Retrier | None = None,
+    policy: Policy | None = None,
+    method: str | None = None,
+    token: TokenSource | None = None,
+    gate: HostGate | EllipsisType | None = ...,
+    budget: RetryBudget | EllipsisType | None = ...,
+    on_event: EventHook | None = None,
+    origin: str | None = None,
     **backoff_options: Any,
 ) -> Callable[[F], F]:
     """Retry a function returning an httpx, requests or aiohttp response, as forbear decides.
 
-    Sync and async functions alike. The function is called again exactly when the core says
-    RETRY, after exactly its wait; on RETURN or GIVE_UP the last response is returned as it is
-    (a retried one is closed first). ``method`` is used when a response does not name its
-    request's. ``retrier`` shares a `forbear.Retrier` (gate, budget, ``on_event``) between
-    decorated functions; by default each gets its own. ``backoff_options`` are backoff's
-    handler and logging options: ``on_success``, ``on_backoff``, ``on_giveup``, ``logger``,
-    ``backoff_log_level``, ``giveup_log_level``. Handlers find the core's `forbear.Decision`
-    in ``details["decision"]``. backoff's ``logger`` defaults to None here: forbear logs each
-    decision on the ``forbear`` logger, without the URL's query or any header value.
+    Sync and async functions alike. The last response is returned as it is; each one retried
+    is released first. ``method`` declares the method the function sends, for responses that
+    do not name it; ``origin`` where it sends (see the README: the gate on first attempts,
+    the token). ``backoff_options``: ``on_success``, ``on_backoff``, ``on_giveup``,
+    ``logger``, ``backoff_log_level``, ``giveup_log_level``.
     """
     options = _check_options(backoff_options, allowed=_PASSED)
-    shared = checked_retrier(policy, retrier)
-    fallback = checked_method(method)
+    site = CallSite(
+        policy=policy, method=method, token=token, gate=gate, budget=budget,
+        on_event=on_event, origin=origin,
+    )  # fmt: skip
 
     def decorate(fn: F) -> F:
-        is_async = inspect.iscoroutinefunction(fn)
-        handlers = _handlers(options, is_async=is_async, raises=False)
-        loop = backoff.on_predicate(_waits, _retry_response, jitter=None, **handlers)(fn)
-        return _per_call(fn, loop, shared, policy, fallback)
+        handlers = _handlers(options, fn, raises=False)
+        return _per_call(
+            fn, site, backoff.on_predicate(_waits, _judge_value, jitter=None, **handlers)
+        )
 
     return decorate
 
 
 def on_exception(
     exception_types: type[Exception] | tuple[type[Exception], ...],
-    policy: Policy | None = None,
     *,
-    method: str = "GET",
-    retrier: Retrier | None = None,
+    policy: Policy | None = None,
+    method: str | None = None,
+    token: TokenSource | None = None,
+    gate: HostGate | EllipsisType | None = ...,
+    budget: RetryBudget | EllipsisType | None = ...,
+    on_event: EventHook | None = None,
+    origin: str | None = None,
     **backoff_options: Any,
 ) -> Callable[[F], F]:
     """Retry a function raising an httpx, requests or aiohttp exception, as forbear decides.
 
-    ``exception_types`` are caught as backoff would catch them. An HTTP status error (after
-    ``raise_for_status()``) is judged by its response; a transport error by its kind; any
-    other exception is re-raised at once. The last exception is re-raised unchanged, with the
-    attempt history added as a note. Besides the options `on_response` takes, backoff's
-    ``raise_on_giveup`` is passed through. In ``on_success`` (the function returned) the
-    details' ``"decision"`` is None: nothing was judged.
+    A status error (``raise_for_status()``) is judged by its response, a transport error by
+    its kind; any other exception is re-raised at once. The last exception is re-raised
+    unchanged with the attempt history as a note. Options as `on_response`, plus backoff's
+    ``raise_on_giveup``.
     """
     options = _check_options(backoff_options, allowed=_PASSED | {"raise_on_giveup"})
-    shared = checked_retrier(policy, retrier)
-    fallback = checked_method(method)
+    site = CallSite(
+        policy=policy, method=method, token=token, gate=gate, budget=budget,
+        on_event=on_event, origin=origin,
+    )  # fmt: skip
 
     def decorate(fn: F) -> F:
-        is_async = inspect.iscoroutinefunction(fn)
-        handlers = _handlers(options, is_async=is_async, raises=True)
+        handlers = _handlers(options, fn, raises=True)
         loop = backoff.on_exception(
             _waits, exception_types, giveup=_giveup, jitter=None, **handlers
-        )(fn)
-        return _per_call(fn, loop, shared, policy, fallback)
+        )
+        return _per_call(fn, site, loop)
 
     return decorate
 
 
-# backoff's loop is built once per decorated function; what it calls finds the state of the
-# call it runs for here. Each call sets it and resets it on the way out, so threads, tasks and
-# nested decorated calls each see their own.
-_CURRENT: ContextVar[CallState] = ContextVar("forbear_backoff_call")
-
-
-def _per_call(
-    fn: F, loop: Callable[..., Any], retrier: Retrier, policy: Policy | None, method: str
-) -> F:
-    """``fn`` running ``loop`` with a fresh `CallState` for every call."""
+def _per_call(fn: F, site: CallSite, loop: Callable[[Callable[..., Any]], Any]) -> F:
+    """``fn`` under backoff's ``loop``, with a fresh `Stepper` for every call."""
     if inspect.iscoroutinefunction(fn):
 
-        @functools.wraps(fn)
-        async def retried_async(*args: Any, **kwargs: Any) -> Any:
-            token = _CURRENT.set(CallState(retrier, policy, method))
+        async def attempt_async(*args: Any, **kwargs: Any) -> Any:
+            stepper = _CURRENT.get()
+            await stepper.enter_async()
             try:
-                return await loop(*args, **kwargs)
+                return await fn(*args, **kwargs)
             finally:
-                _CURRENT.reset(token)
+                stepper.leave()
 
-        return cast(F, retried_async)
+        retried_async = loop(attempt_async)
+
+        @functools.wraps(fn)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            reset = _CURRENT.set(site.begin())
+            try:
+                return await retried_async(*args, **kwargs)
+            finally:
+                _CURRENT.reset(reset)
+
+        return cast(F, call_async)
+
+    def attempt(*args: Any, **kwargs: Any) -> Any:
+        stepper = _CURRENT.get()
+        stepper.enter_sync()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            stepper.leave()
+
+    retried = loop(functools.wraps(fn)(attempt))
 
     @functools.wraps(fn)
-    def retried(*args: Any, **kwargs: Any) -> Any:
-        token = _CURRENT.set(CallState(retrier, policy, method))
+    def call(*args: Any, **kwargs: Any) -> Any:
+        reset = _CURRENT.set(site.begin())
         try:
-            return loop(*args, **kwargs)
+            return retried(*args, **kwargs)
         finally:
-            _CURRENT.reset(token)
+            _CURRENT.reset(reset)
 
-    return cast(F, retried)
+    return cast(F, call)
 
 
-def _retry_response(value: Any) -> bool:
-    return _CURRENT.get().retry_response(value)
+def _judge_value(value: Any) -> bool:
+    """backoff's predicate: True to retry (or give up: the wait generator ends), else False."""
+    stepper = _CURRENT.get()
+    if stepper.judge(value, raised=False):
+        return True
+    event = stepper.event  # a give-up goes to backoff's on_giveup handlers
+    return event is not None and event.action is Action.GIVE_UP
 
 
 def _giveup(exc: BaseException) -> bool:
-    return _CURRENT.get().giveup(exc)
+    """backoff's ``giveup``: False only when the core says retry."""
+    return not _CURRENT.get().judge(exc, raised=True)
 
 
 def _waits() -> Generator[float, Any, None]:
-    return _CURRENT.get().waits()
+    """backoff's wait generator: each retry's wait; it ends with the flow (backoff gives up)."""
+    stepper = _CURRENT.get()
+    yield 0.0  # backoff primes the generator with send(None) and ignores this value
+    while not stepper.done:
+        yield stepper.wait
 
 
 def _show_decision(details: Any) -> None:
-    _CURRENT.get().show_decision(details)
+    details[DECISION_KEY] = _CURRENT.get().event
 
 
 def _release(details: Any) -> None:
-    _CURRENT.get().release_discarded(details)
+    _CURRENT.get().proceed_sync()
 
 
 async def _arelease(details: Any) -> None:
-    await _CURRENT.get().arelease_discarded(details)
+    await _CURRENT.get().proceed_async()
 
 
-def _handlers(options: dict[str, Any], *, is_async: bool, raises: bool) -> dict[str, Any]:
+def _handlers(options: dict[str, Any], fn: Any, *, raises: bool) -> dict[str, Any]:
     """backoff's options: the user's handlers between forbear's own."""
     handlers = dict(options)
-    success_decision = CallState.show_no_decision if raises else _show_decision
-    handlers["on_success"] = [success_decision, *options["on_success"]]
+    handlers["on_success"] = [_show_decision, *options["on_success"]]
     # The discarded response is released last, so the user's handlers can still read it.
-    release = _arelease if is_async else _release
+    release = _arelease if inspect.iscoroutinefunction(fn) else _release
     handlers["on_backoff"] = [_show_decision, *options["on_backoff"], release]
     handlers["on_giveup"] = [_show_decision, *options["on_giveup"]]
     return handlers

@@ -1,84 +1,74 @@
 """`Pieces`: forbear's wait generator and predicates, to compose your own backoff decorators.
 
 backoff makes one wait generator per call of the decorated function and sends it each return
-value or exception it retries on, so the generator carries that call's `forbear.RetryCall`:
-it asks the core, yields the wait of a RETRY and ends on anything else (backoff then gives
-up). backoff's predicate and ``giveup`` are shared by every call, so they can only ask whether
-the outcome is one forbear retries at all (its status, error kind and method); the generator,
-which knows the attempt count, the deadline and the budget, has the last word.
+value or exception it retries on, so the generator steps that call's flow: it yields the wait
+of a retry and ends on anything else (backoff then gives up). backoff's predicate and
+``giveup`` are shared by every call, so they can only ask whether the outcome is one forbear
+retries at all; the generator, which knows the attempts, the deadline and the budget, has the
+last word.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from types import EllipsisType
 from typing import Any
 
-from forbear import Action, Policy, Retrier, RetryState, decide
-
-from ._call import CallState, checked_method, checked_retrier
-from ._clients import read_attempt, release
+from forbear import Action, EventHook, HostGate, Policy, RetryBudget, RetryState, decide
+from forbear._readers import read_attempt  # TODO: from `forbear` once exported
+from forbear._stepper import UNKNOWN_METHOD, CallSite  # TODO: likewise
 
 __all__ = ["Pieces"]
 
 
 class Pieces:
-    """The wait generator, predicate and ``giveup`` that `on_response`/`on_exception` build on.
+    """The wait generator, predicate and ``giveup`` for plain backoff decorators.
 
     Use ``jitter=None`` with them: backoff's default jitter would shorten a Retry-After::
 
-        pieces = Pieces(Policy(max_attempts=4))
+        pieces = Pieces(policy=Policy(max_attempts=4))
 
         @backoff.on_predicate(pieces.wait_gen, pieces.retryable, jitter=None)
         def fetch(url): ...
 
-        @backoff.on_exception(pieces.wait_gen, httpx.HTTPError, giveup=pieces.giveup,
-                              jitter=None)
-        def fetch_json(url): ...
-
-    ``method`` is used when an outcome does not name its request's method; ``retrier``
-    shares a `forbear.Retrier` (gate, budget, ``on_event``), by default one per `Pieces`.
+    The options are `on_response`'s, without a token: plain backoff decorators have no hook
+    before each attempt to hand one to the function.
     """
 
-    __slots__ = ("_method", "_policy", "_retrier")
+    __slots__ = ("_site",)
 
     def __init__(
         self,
-        policy: Policy | None = None,
         *,
-        method: str = "GET",
-        retrier: Retrier | None = None,
+        policy: Policy | None = None,
+        method: str | None = None,
+        gate: HostGate | EllipsisType | None = ...,
+        budget: RetryBudget | EllipsisType | None = ...,
+        on_event: EventHook | None = None,
     ) -> None:
-        self._retrier = checked_retrier(policy, retrier)
-        self._policy = policy
-        self._method = checked_method(method)
+        self._site = CallSite(
+            policy=policy, method=method, gate=gate, budget=budget, on_event=on_event
+        )
 
     def __repr__(self) -> str:
-        return f"Pieces(policy={self.policy!r}, method={self._method!r})"
+        return f"Pieces(policy={self.policy!r}, method={self._site.method!r})"
 
     @property
     def policy(self) -> Policy:
         """The policy the decisions follow."""
-        return self._policy if self._policy is not None else self._retrier.policy
+        return self._site.policy
 
     def wait_gen(self) -> Generator[float, Any, None]:
-        """A generator function for backoff: each RETRY's wait, ending on RETURN or GIVE_UP.
+        """A generator function for backoff: each retry's wait, ending when the flow ends.
 
-        It releases each retried response it can close synchronously (an unread streamed
-        ``httpx.AsyncClient`` response cannot be: read or close it, or use `on_response`), and
-        adds the attempt history as a note to the exception backoff re-raises when it ends.
+        It releases each retried response before backoff sleeps; the exception backoff
+        re-raises when it ends carries the attempt history as a note.
         """
-        state = CallState(self._retrier, self._policy, self._method)
+        stepper = self._site.begin()
         value = yield 0.0  # backoff primes the generator with send(None)
-        while True:
-            attempt = read_attempt(value)
-            if attempt is None:
-                return
-            if state.judge(attempt).action is not Action.RETRY:
-                if isinstance(value, BaseException):
-                    state.annotate(value)
-                return
-            release(attempt.response)
-            value = yield state.wait()
+        while stepper.judge(value, raised=isinstance(value, BaseException)):
+            stepper.proceed_sync()
+            value = yield stepper.due()
 
     def retryable(self, value: object) -> bool:
         """backoff's predicate: True for a response (or exception) forbear would retry."""
@@ -86,7 +76,8 @@ class Pieces:
         if attempt is None:
             return False
         headers = {} if attempt.request_headers is None else attempt.request_headers
-        first = RetryState.start(attempt.method or self._method, headers=headers)
+        method = attempt.method or self._site.method or UNKNOWN_METHOD
+        first = RetryState.start(method, headers=headers)
         return decide(self.policy, first, attempt.outcome).action is not Action.RETURN
 
     def giveup(self, exc: BaseException) -> bool:

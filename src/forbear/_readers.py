@@ -1,10 +1,13 @@
 """Reading httpx, requests and aiohttp objects without importing those libraries.
 
-A response or exception is recognised only through its library's module already in
-`sys.modules`: a library that was never imported cannot have made the object, so nothing here
-imports one (forbear-backoff depends on none of them). A reader gives an `Attempt`: the
-`Outcome` to judge, what the object says of its request (method, URL, headers), and the
-response to release if the request is retried.
+For the plugins of retry libraries (forbear-backoff, forbear-tenacity), whose decorated
+functions hand back a response or raise an exception of any of the three clients. A response
+or exception is recognised only through its library's module already in `sys.modules`: a
+library that was never imported cannot have made the object, so nothing here imports one (the
+core depends on none of them). A reader gives an `Attempt`: the `Outcome` to judge, what the
+object says of its request (method, URL, headers), and the response to release if the request
+is retried. `release` and `arelease` release a discarded one by the one release policy
+(`drain_length`).
 
 The error tables are data, not logic: a kind only says whether the request may have reached
 the server, and the core decides what that means. An exception that maps to no kind (a TLS or
@@ -19,7 +22,10 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from forbear import ErrorKind, Outcome
+import anyio
+
+from ._flow import RELEASE_SECONDS, drain_length
+from ._state import ErrorKind, Outcome
 
 __all__ = [
     "AIOHTTP_ERROR_KINDS",
@@ -102,7 +108,7 @@ class Attempt(NamedTuple):
 
     #: The response's status and headers, or the transport error's kind.
     outcome: Outcome
-    #: The request's method when the object names it (None: use the configured fallback).
+    #: The request's method when the object names it (None: unknown, unless declared).
     method: str | None = None
     #: The request's URL ("" when the object does not say).
     url: str = ""
@@ -295,34 +301,62 @@ def _match(
 
 
 def release(response: Any) -> bool:
-    """Release a discarded response so its connection is not leaked; never reads its body.
+    """Release a discarded response by the one release policy; never raises.
 
-    False when it can only be closed asynchronously (an open httpx response from an
-    ``AsyncClient``): `arelease` does that.
+    A small body of known length (`drain_length`) is read so its connection is reused; any
+    other is closed unread. False when only `arelease` can do it (an open httpx response of
+    an ``AsyncClient``, an aiohttp response worth reading).
     """
     if response is None:
         return True
     httpx = sys.modules.get("httpx")
-    if httpx is not None and isinstance(response, httpx.Response):
-        if response.is_closed:
+    try:
+        if httpx is not None and isinstance(response, httpx.Response):
+            if response.is_closed:
+                return True
+            if not isinstance(response.stream, httpx.SyncByteStream):
+                return False
+            try:
+                if drain_length(response.headers) is not None and not response.is_stream_consumed:
+                    for _ in response.iter_raw():
+                        pass
+            finally:
+                response.close()
             return True
-        if isinstance(response.stream, httpx.AsyncByteStream) and not isinstance(
-            response.stream, httpx.SyncByteStream
-        ):
-            return False
-        response.close()
-        return True
-    aiohttp = sys.modules.get("aiohttp")
-    if aiohttp is not None and isinstance(response, aiohttp.ClientResponse):
-        response.release()
-        return True
-    requests = sys.modules.get("requests")
-    if requests is not None and isinstance(response, requests.Response):
-        response.close()  # returns the connection to the pool; unread streams are dropped
+        aiohttp = sys.modules.get("aiohttp")
+        if aiohttp is not None and isinstance(response, aiohttp.ClientResponse):
+            if drain_length(response.headers) is not None and not response.closed:
+                return False
+            response.release()  # closes the connection when the body is not read to its end
+            return True
+        requests = sys.modules.get("requests")
+        if requests is not None and isinstance(response, requests.Response):
+            try:
+                if drain_length(response.headers) is not None and not response._content_consumed:
+                    response.raw.read(decode_content=False)  # its connection goes back to the pool
+            finally:
+                response.close()
+    except Exception:
+        pass  # the connection is dropped instead of reused
     return True
 
 
 async def arelease(response: Any) -> None:
-    """The async twin of `release`: also closes an open httpx ``AsyncClient`` response."""
-    if not release(response):
-        await response.aclose()
+    """The async twin of `release`: reads for at most `RELEASE_SECONDS`; never raises."""
+    if release(response):
+        return
+    try:
+        with anyio.move_on_after(RELEASE_SECONDS):
+            if hasattr(response, "aiter_raw"):  # httpx
+                async for _ in response.aiter_raw():
+                    pass
+            else:  # aiohttp
+                await response.read()
+    except Exception:
+        pass
+    finally:
+        with anyio.CancelScope(shield=True):
+            if hasattr(response, "aclose"):
+                await response.aclose()
+            else:
+                response.release()
