@@ -1,0 +1,229 @@
+"""`FleetGate`: a `forbear.HostGate` whose pacing and pauses are shared by a fleet via Redis.
+
+It wraps an in-process `HostGate` (the process scope), which it keeps fed with every outcome
+and hands the decisions to whenever Redis is down. While Redis answers:
+
+- A key the fleet does not pace costs nothing per request: `delay` returns ``0.0`` without
+  I/O; successes are counted locally and flushed on an interval by the fleet's flusher, which
+  also learns from Redis, once per interval, whether another worker started pacing the key.
+- A key the fleet paces (after a 429 or a pause anywhere in the fleet, or from the first send
+  of a worker when the fleet learned its rate earlier) reserves each send's slot with one
+  Lua script on the server (`forbear.Call` effect: the core's runner performs it, sync or on a
+  worker thread), which also carries the 429s and pauses this worker saw since its last call.
+
+Which outcome pauses an origin is the `HostGate`'s rule: the fleet reports a pause when the
+process gate started one, for as long as it did.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+
+from forbear import Call, Decision, HostGate
+
+from ._store import Store, StoreDown
+
+__all__ = ["FleetGate", "Pacing"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How the fleet paces a key once it is rate-limited (see `forbear.HostGate`)."""
+
+    #: Seconds without a 429 or a held-back send before a key goes back to the free path.
+    calm_after: float = 30.0
+    #: The most sends released at once after any wait, fleet-wide.
+    burst: int = 2
+    #: The fraction of a measured server rate the fleet holds at.
+    hold: float = 0.95
+    #: While only a first guess is known, the rate doubles every this many seconds.
+    double_every: float = 0.15
+    #: Seconds a key's learned rate and pause are kept in Redis after their last use.
+    ttl: float = 3 * 86_400.0
+
+
+@dataclass(slots=True)
+class _Key:
+    """One key's view of the fleet, in this process. Counters are approximate by design."""
+
+    redis_key: str
+    #: Redis has answered for this key at least once (a first send asks for a learned rate).
+    seen: bool = False
+    #: The fleet paces this key: every send reserves its slot in Redis.
+    paced: bool = False
+    #: The fleet's rate for the key, sends per second (0 while it is not paced).
+    rate: float = 0.0
+    #: Not yet flushed: successes, 429s, and the monotonic end of a pause to report.
+    ok: int = 0
+    rejected: int = 0
+    pause_until: float = 0.0
+
+
+class FleetGate:
+    """The fleet's gate: pass it as ``gate=`` to any adapter, in every worker of the fleet."""
+
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        digest: Callable[[str], str],
+        local: HostGate,
+        pacing: Pacing,
+    ) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._digest = digest
+        #: The process scope: it learns from every outcome and decides while Redis is down.
+        self.local = local
+        #: The URL -> key function (the process gate's).
+        self.key = local.key
+        self.pacing = pacing
+        self._ttl_ms = int(pacing.ttl * 1000)
+        self._lock = threading.Lock()
+        self._keys: dict[str, _Key] = {}
+
+    def __repr__(self) -> str:
+        return f"FleetGate({self._store!r}, keys={len(self._keys)})"
+
+    # -- what the core calls ---------------------------------------------------------------
+
+    def delay(self, key: str) -> float | Call:
+        """Seconds to wait for ``key``'s send slot, or the `Call` reserving it in Redis."""
+        if not self._store.up:
+            return self.local.delay(key)
+        entry = self._keys.get(key)
+        if entry is None or entry.paced or not entry.seen or entry.rejected or entry.pause_until:
+            return Call(self.reserve_sync, self.reserve_async, (key,))
+        return 0.0
+
+    def succeeded(
+        self, key: str, headers: Mapping[str, str] | Any = None, now: float = 0.0
+    ) -> None:
+        """A success to ``key``: counted here, flushed later (no I/O)."""
+        self.local.succeeded(key, headers, now)
+        entry = self._keys.get(key)
+        if entry is None:
+            entry = self._entry(key)
+        entry.ok += 1
+
+    def observe(
+        self,
+        key: str,
+        decision: Decision,
+        headers: Mapping[str, str] | Any = None,
+        *,
+        now: float | None = None,
+    ) -> None:
+        """Learn from a judged attempt; a 429 or a pause is reported with the next call."""
+        status = decision.status
+        if status is not None and status < 400:
+            self.succeeded(key, headers, time.monotonic() if now is None else now)
+            return
+        before = self.local.paused_until(key)
+        self.local.observe(key, decision, headers, now=now)
+        after = self.local.paused_until(key)
+        if status != 429 and (after is None or after == before):
+            return
+        entry = self._entry(key)
+        with self._lock:
+            if status == 429:
+                entry.rejected += 1
+            if after is not None and after != before:
+                entry.pause_until = max(entry.pause_until, after)
+
+    def rates(self) -> dict[str, float]:
+        """Every paced key and its rate in sends per second: the fleet's, else the process's."""
+        rates = self.local.rates()
+        if self._store.up:
+            for key, entry in list(self._keys.items()):
+                if entry.paced:
+                    rates[key] = entry.rate
+                else:
+                    rates.pop(key, None)
+        return rates
+
+    def rate(self, key: str) -> float | None:
+        """The pacing rate for ``key`` in sends per second, or None while it is not paced."""
+        return self.rates().get(key)
+
+    # -- the reservation (one script, performed by the core's runner) ----------------------
+
+    def reserve_sync(self, key: str) -> float:
+        """Reserve ``key``'s next send slot fleet-wide; the process gate's answer without Redis."""
+        entry = self._entry(key)
+        with self._lock:
+            rejected, ok, pause_until = entry.rejected, entry.ok, entry.pause_until
+            entry.rejected = entry.ok = 0
+            entry.pause_until = 0.0
+        pause_for = max(pause_until - time.monotonic(), 0.0)
+        pacing = self.pacing
+        args = (
+            "send" if entry.seen else "first",
+            rejected,
+            ok,
+            pause_for,
+            pacing.calm_after,
+            pacing.burst,
+            pacing.hold,
+            pacing.double_every,
+            self._ttl_ms,
+        )
+        try:
+            wait_us, paced, rate_milli = self._store.run(
+                lambda client: self._store.reserve(keys=[entry.redis_key], args=args, client=client)
+            )
+        except StoreDown:
+            return self.local.delay(key)
+        entry.seen = True
+        entry.paced = bool(paced)
+        entry.rate = int(rate_milli) / 1000.0 if paced else 0.0
+        return max(int(wait_us) / 1e6, 0.0)
+
+    async def reserve_async(self, key: str) -> float:
+        """`reserve_sync` on a worker thread, so no event loop waits on Redis."""
+        return await anyio.to_thread.run_sync(self.reserve_sync, key, abandon_on_cancel=True)
+
+    # -- the flusher's side ----------------------------------------------------------------
+
+    def drain(self) -> list[tuple[_Key, list[float]]]:
+        """The keys with something to report since the last flush, and their reports."""
+        reports: list[tuple[_Key, list[float]]] = []
+        now = time.monotonic()
+        with self._lock:
+            for entry in self._keys.values():
+                if entry.ok or entry.rejected or entry.pause_until:
+                    pause_for = max(entry.pause_until - now, 0.0)
+                    reports.append((entry, [entry.ok, entry.rejected, pause_for]))
+                    entry.ok = entry.rejected = 0
+                    entry.pause_until = 0.0
+        return reports
+
+    def apply(self, entry: _Key, answer: list[Any]) -> None:
+        """What Redis answered for ``entry`` in a flush: is the key paced, at what rate."""
+        paced, _paused_for, rate = answer
+        entry.seen = True
+        entry.paced = bool(paced) or float(_paused_for) > 0
+        entry.rate = float(rate) if entry.paced else 0.0
+
+    def forget(self) -> None:
+        """Drop what was not reported (Redis is down): each key asks again when it is back."""
+        with self._lock:
+            for entry in self._keys.values():
+                entry.ok = entry.rejected = 0
+                entry.pause_until = 0.0
+                entry.seen = entry.paced = False
+
+    def _entry(self, key: str) -> _Key:
+        entry = self._keys.get(key)
+        if entry is None:
+            with self._lock:
+                entry = self._keys.get(key)
+                if entry is None:
+                    entry = self._keys[key] = _Key(f"{self._prefix}gate:{self._digest(key)}")
+        return entry

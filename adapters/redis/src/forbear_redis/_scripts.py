@@ -1,0 +1,266 @@
+"""The Lua the fleet runs on the Redis server: one atomic script per operation, server time.
+
+Every script reads the clock with ``redis.call('TIME')`` (seconds since `EPOCH_OFFSET`, so a
+double keeps microseconds), never a worker's. Nothing here is called from Python but the three
+script texts: `RESERVE` (one send's slot for one key), `SYNC` (the batched flush of several
+keys' counts and budget allowances) and `UNLOCK` (release a token-exchange lock if still ours).
+
+The pacer mirrors `forbear.HostGate`'s, fleet-wide: off until the first 429 (or a pause), then
+a next-free-slot schedule at a rate learned from the server. A first guess doubles every
+``double_every`` seconds of holding sends back, until the server objects; inside a run of 429s, the sends the server
+let through per second are its rate, held at ``hold`` of it; from there the rate probes upward
+slowly (cubic, counted only while the pacer holds sends back). The learned rate outlives the
+pacing spell (the hash expires after ``ttl``), so a worker that starts later starts paced at it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EPOCH_OFFSET", "RESERVE", "SYNC", "UNLOCK"]
+
+#: Subtracted from the server's Unix time so that a Lua double keeps microseconds.
+EPOCH_OFFSET = 1_700_000_000
+
+_COMMON = """
+local OFFSET = %(offset)d
+local NEG = -1e18
+
+local function clock()
+  local t = redis.call('TIME')
+  return (tonumber(t[1]) - OFFSET) + tonumber(t[2]) / 1000000
+end
+
+local function load(key)
+  local flat = redis.call('HGETALL', key)
+  local s = {}
+  for i = 1, #flat, 2 do s[flat[i]] = tonumber(flat[i + 1]) end
+  return s
+end
+
+local function get(s, name, default)
+  local v = s[name]
+  if v == nil then return default end
+  return v
+end
+
+local function save(key, s, ttl_ms)
+  local flat = {}
+  for name, value in pairs(s) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = string.format('%%.17g', value)
+  end
+  if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+  redis.call('PEXPIRE', key, ttl_ms)
+end
+
+-- Successes in the current and the previous one-second window (for the first guess).
+local function roll_window(s, now)
+  if s.win_start == nil then
+    s.win_start = now; s.win_ok = 0; s.prev_ok = 0
+  elseif now - s.win_start >= 1.0 then
+    if now - s.win_start < 2.0 then s.prev_ok = get(s, 'win_ok', 0) else s.prev_ok = 0 end
+    s.win_ok = 0; s.win_start = now
+  end
+end
+
+local function first_guess(s, now)
+  local span = math.max(now - s.win_start + ((get(s, 'prev_ok', 0) > 0) and 1 or 0), 0.1)
+  local seen = get(s, 'win_ok', 0) + get(s, 'prev_ok', 0)
+  return math.max(seen / span * 0.5, 1)
+end
+
+-- A pacing spell begins: at the rate learned earlier when there is one, else at a guess.
+local function start_pacing(s, now, guess)
+  s.paced = 1
+  if get(s, 'measured', 0) == 1 and get(s, 'hold', 0) > 0 then
+    s.rate = s.hold
+  else
+    s.rate = guess; s.hold = guess; s.measured = 0
+  end
+  s.next = now; s.paced_at = now; s.probe_from = now
+  s.ep_start = now; s.ep_slots = 0; s.ep_429 = 0
+  s.idle = 0; s.last_probe = NEG
+end
+
+-- Still paced? Calm for `calm_after` seconds (no 429, nobody held back): back to the free path.
+local function is_paced(s, now, cfg)
+  if get(s, 'paced', 0) == 0 then return false end
+  local quiet = math.max(get(s, 'last429', NEG), get(s, 'last_delayed', NEG),
+                         get(s, 'pause', NEG), get(s, 'paced_at', NEG))
+  if now - quiet > cfg.calm_after then
+    s.paced = 0
+    return false
+  end
+  return true
+end
+
+local function on_success(s, now, n)
+  roll_window(s, now)
+  s.win_ok = get(s, 'win_ok', 0) + n
+end
+
+local function new_episode(s, now)
+  -- Slots already handed out for later times will pass during the episode: count them in.
+  s.ep_start = now
+  s.ep_slots = math.max(get(s, 'next', now) - now, 0) * get(s, 'rate', 0)
+  s.ep_429 = 0
+end
+
+local function on_429(s, now, n, cfg)
+  roll_window(s, now)
+  if not is_paced(s, now, cfg) then
+    start_pacing(s, now, first_guess(s, now))
+  elseif now - get(s, 'last429', NEG) > 0.5 then
+    -- The first 429 after a calm spell: the rate probed at just crossed the server's.
+    s.hold = math.max(s.rate * cfg.hold, 1); s.rate = s.hold; s.measured = 1
+    new_episode(s, now)
+  elseif now - s.ep_start >= 0.05 then
+    -- Inside a run of 429s the server's limiter is empty: what it let through is its rate.
+    local future = math.max(s.next - now, 0) * s.rate
+    local passed = math.max(s.ep_slots - future, 0) - s.ep_429 - n
+    if passed > 0 then
+      local measured = passed / (now - s.ep_start)
+      s.hold = math.max(measured * cfg.hold, 1); s.rate = math.min(s.rate, s.hold)
+      s.measured = 1
+    end
+  end
+  s.ep_429 = get(s, 'ep_429', 0) + n
+  s.last429 = now; s.idle = 0; s.probe_from = now
+end
+
+local function on_pause(s, now, wait, cfg)
+  s.pause = math.max(get(s, 'pause', NEG), now + wait)
+  if not is_paced(s, now, cfg) then
+    roll_window(s, now)
+    start_pacing(s, now, first_guess(s, now))
+    s.last429 = math.max(get(s, 'last429', NEG), now)
+  end
+end
+
+local function probe(s, t, cfg)
+  local from = math.max(get(s, 'probe_from', t), get(s, 'pause', NEG))
+  if get(s, 'measured', 0) == 0 then return end  -- a first guess grows as slots are taken
+  if t - get(s, 'last_delayed', NEG) > 0.5 and get(s, 'last_probe', NEG) > NEG then
+    -- Nobody waited on the pacer lately: the rate is not what limits the fleet.
+    s.idle = get(s, 'idle', 0) + math.max(t - s.last_probe, 0)
+  end
+  s.last_probe = math.max(get(s, 'last_probe', NEG), t)
+  local busy = math.max(t - from, 0) - get(s, 'idle', 0)
+  if busy > 1.0 then
+    s.rate = s.hold * math.min(1 + 0.02 * (busy - 1) ^ 3, 10)
+  end
+end
+
+-- One send's slot: seconds from now, or the pause's end (0 when the key is not paced).
+local function reserve(s, now, cfg)
+  local pause = get(s, 'pause', NEG)
+  local start = math.max(now, pause)
+  if not is_paced(s, now, cfg) then return start - now end
+  local interval = 1 / s.rate
+  -- At most `burst` slots bank up while idle, so a wait never ends in a stampede.
+  local earliest = math.max(s.next, start - (cfg.burst - 1) * interval)
+  local slot = math.max(start, earliest)
+  s.next = earliest + interval
+  s.ep_slots = get(s, 'ep_slots', 0) + 1
+  if slot > now then
+    s.last_delayed = now
+    if get(s, 'measured', 0) == 0 and slot > pause then
+      -- Only a first guess so far, and it holds sends back: it doubles every `double_every`
+      -- seconds of such pacing until the server objects (no growth while nobody waits).
+      s.rate = math.min(s.rate * 2 ^ (interval / cfg.double_every), s.hold * 1024)
+    end
+  end
+  probe(s, now, cfg)
+  return slot - now
+end
+
+local function apply_reports(s, now, n429, nok, pause_for, cfg)
+  if nok > 0 then on_success(s, now, nok) end
+  if n429 > 0 then on_429(s, now, n429, cfg) end
+  if pause_for > 0 then on_pause(s, now, pause_for, cfg) end
+end
+
+local function paused_for(s, now)
+  return math.max(get(s, 'pause', NEG) - now, 0)
+end
+"""
+
+_COMMON = _COMMON % {"offset": EPOCH_OFFSET}
+
+#: KEYS[1] the key's gate hash. ARGV: mode ("first": a worker's first send to the key, which
+#: starts paced at a learned rate; "send"), 429s and successes not yet reported, a pause to
+#: apply (seconds), then calm_after, burst, hold, double_every, ttl (ms).
+#: Returns {wait in µs, paced (0/1), rate in milli-sends per second}.
+RESERVE = (
+    _COMMON
+    + """
+local cfg = {calm_after = tonumber(ARGV[5]), burst = tonumber(ARGV[6]),
+             hold = tonumber(ARGV[7]), double_every = tonumber(ARGV[8])}
+local now = clock()
+local s = load(KEYS[1])
+apply_reports(s, now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), cfg)
+if ARGV[1] == 'first' and get(s, 'paced', 0) == 0 and get(s, 'measured', 0) == 1
+   and get(s, 'hold', 0) > 0 then
+  -- A rate the fleet learned earlier (this run or an earlier one): start paced at it.
+  start_pacing(s, now, s.hold)
+end
+local wait = reserve(s, now, cfg)
+save(KEYS[1], s, tonumber(ARGV[9]))
+local paced = 0
+if get(s, 'paced', 0) == 1 then paced = 1 end
+return {math.floor(wait * 1000000 + 0.5), paced, math.floor(get(s, 'rate', 0) * 1000)}
+"""
+)
+
+#: KEYS: the gate hashes, then the budget hashes. ARGV[1]: JSON ``{"gate": [[successes,
+#: 429s, pause seconds], ...], "budget": [[deposits, debt, wanted], ...], "cfg": {...},
+#: "bcfg": {ratio, per_second, ttl}, "ttl": ms, "budget_ttl": ms}`` in the same order.
+#: Returns JSON ``{"gate": [[paced, paused for (s), rate], ...], "budget": [granted, ...]}``.
+SYNC = (
+    _COMMON
+    + """
+local req = cjson.decode(ARGV[1])
+local cfg = req.cfg
+local now = clock()
+local out = {gate = {}, budget = {}}
+local ngate = #req.gate
+for i, item in ipairs(req.gate) do
+  local s = load(KEYS[i])
+  apply_reports(s, now, item[2], item[1], item[3], cfg)
+  local paced = 0
+  if is_paced(s, now, cfg) then paced = 1 end
+  if next(s) ~= nil then save(KEYS[i], s, req.ttl) end
+  out.gate[i] = {paced, paused_for(s, now), get(s, 'rate', 0)}
+end
+local b = req.bcfg
+local cap = 0
+if b.per_second > 0 then cap = math.max(b.per_second, 1) end
+for i, item in ipairs(req.budget) do
+  local key = KEYS[ngate + i]
+  local s = load(key)
+  local deposits, debt, wanted = item[1], item[2], item[3]
+  -- Deposits fade over `ttl` (as a first attempt counts for `ttl` in the process budget).
+  local earned = get(s, 'earned', 0) * math.exp(-math.max(now - get(s, 'at', now), 0) / b.ttl)
+  earned = earned + b.ratio * deposits
+  local floor = math.min(get(s, 'floor', cap) + math.max(now - get(s, 'floor_at', now), 0)
+                         * b.per_second, cap)
+  -- Retries a worker took on its own before it had an allowance are the fleet's too.
+  local from_floor = math.min(debt, math.max(floor, 0))
+  floor = floor - from_floor
+  earned = earned - (debt - from_floor)
+  local granted = math.floor(math.max(math.min(wanted, floor + math.max(earned, 0)), 0))
+  from_floor = math.min(granted, floor)
+  floor = floor - from_floor
+  earned = earned - (granted - from_floor)
+  s.earned = math.max(earned, -cap - 1); s.at = now; s.floor = floor; s.floor_at = now
+  save(key, s, req.budget_ttl)
+  out.budget[i] = granted
+end
+return cjson.encode(out)
+"""
+)
+
+#: KEYS[1] a lock; ARGV[1] its owner. Deletes the lock only if it is still that owner's.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
