@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
+from requests_raw_servers import SocketServer
 from urllib3.util.retry import Retry
 
 import forbear
@@ -72,60 +73,6 @@ def pooled_socket(http: requests.Session) -> tuple[str, int]:
     assert len(idle) == 1 and idle[0].sock is not None, "expected one open, idle connection"
     host, port = idle[0].sock.getsockname()
     return host, port
-
-
-class PartialServer:
-    """A loopback listener that answers headers and two body bytes of ten, then stalls there
-    (``hold``) or closes the connection cleanly, having read the whole request (no reset)."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.connections = 0
-        self.hold = True
-        self._open: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self._open.append(conn)
-            self.connections += 1
-            conn.settimeout(2.0)
-            received = b""
-            while b"\r\n\r\n" not in received:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                received += chunk
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
-            if not self.hold:
-                conn.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for conn in self._open:
-            conn.close()
-        self._listener.close()
-
-
-@pytest.fixture
-def partial_server() -> Iterator[PartialServer]:
-    """A `PartialServer`, closed after the test."""
-    server = PartialServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 # -- mounting, the inner adapter and urllib3's retries -----------------------------------------
@@ -258,7 +205,7 @@ def test_returns_the_last_response_when_attempts_run_out(fault_server: FaultServ
     assert len(fault_server.arrivals("/down")) == 3
 
 
-def test_body_cut_short_is_the_clients_to_raise(partial_server: PartialServer) -> None:
+def test_body_cut_short_is_the_clients_to_raise(partial_server: SocketServer) -> None:
     """A 200 whose body is cut short is handed back: requests raises reading it, sent once."""
     partial_server.hold = False
     with session() as http, pytest.raises(requests.exceptions.ChunkedEncodingError) as caught:
@@ -268,7 +215,7 @@ def test_body_cut_short_is_the_clients_to_raise(partial_server: PartialServer) -
     assert notes(caught.value) == []
 
 
-def test_half_response_with_stream_is_the_callers_to_read(partial_server: PartialServer) -> None:
+def test_half_response_with_stream_is_the_callers_to_read(partial_server: SocketServer) -> None:
     """With stream=True the response is handed over at its headers; the cut shows on reading."""
     partial_server.hold = False
     with session() as http, http.get(partial_server.url + "/half", stream=True) as response:
@@ -466,7 +413,7 @@ def test_read_timeout_get_is_retried(raw_faults: RawFaults) -> None:
     assert "#5 read_timeout: give-up" in notes(caught.value)[0]
 
 
-def test_read_timeout_mid_body_is_the_clients_to_raise(partial_server: PartialServer) -> None:
+def test_read_timeout_mid_body_is_the_clients_to_raise(partial_server: SocketServer) -> None:
     """A body that stalls past the read timeout fails as requests reads it: sent once."""
     with session() as http, pytest.raises(requests.ConnectionError) as caught:
         http.get(partial_server.url + "/stall", timeout=0.05)

@@ -7,15 +7,14 @@ Each case runs the same request through a plain ``requests.Session`` and through
 from __future__ import annotations
 
 import gzip
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
+from requests_raw_servers import SocketServer
 
 from forbear import Backoff, Jitter, Policy
 from forbear_requests import RetryAdapter
@@ -39,60 +38,6 @@ def mounted() -> requests.Session:
 SESSIONS: dict[str, Callable[[], requests.Session]] = {"plain": plain, "forbear": mounted}
 
 
-class CutRedirect:
-    """A loopback listener: ``/cut`` answers a 302 to ``/land`` whose body is cut short (its
-    connection closed after 2 of 10 promised bytes); anything else answers 200 ``ok``."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self.paths: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(2.0)
-                received = b""
-                while b"\r\n\r\n" not in received:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    received += chunk
-                path = received.split(b" ", 2)[1].decode() if received else ""
-                self.paths.append(path)
-                if path == "/cut":
-                    head = b"HTTP/1.1 302 Found\r\nLocation: /land\r\nContent-Length: 10\r\n"
-                    conn.sendall(head + b"Connection: close\r\n\r\nab")
-                else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                conn.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._listener.close()
-
-
-@pytest.fixture
-def cut_redirect() -> Iterator[CutRedirect]:
-    """A `CutRedirect`, closed after the test."""
-    server = CutRedirect()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.mark.parametrize("make", SESSIONS.values(), ids=SESSIONS.keys())
 def test_redirect_with_invalid_gzip_body_is_followed(
     make: Callable[[], requests.Session], fault_server: FaultServer
@@ -109,7 +54,7 @@ def test_redirect_with_invalid_gzip_body_is_followed(
 
 @pytest.mark.parametrize("make", SESSIONS.values(), ids=SESSIONS.keys())
 def test_redirect_with_body_cut_short_is_followed(
-    make: Callable[[], requests.Session], cut_redirect: CutRedirect
+    make: Callable[[], requests.Session], cut_redirect: SocketServer
 ) -> None:
     """A 302 whose body is cut short is followed, as plain requests follows it, sent once."""
     with make() as http:
