@@ -49,6 +49,9 @@ class RetryMiddleware:
     called for every attempt in place of the handler (``await inner(request, handler)``), for
     per-attempt signing, say. ``gate`` and ``budget`` default to the process's (shared by every
     client in it); pass objects to narrow or widen the scope, or None to go without.
+
+    When the core says stop, the last response is returned unread, or the last exception is
+    re-raised unchanged (aiohttp's own type) with the attempt history as a note.
     """
 
     __slots__ = ("_attempts", "_override", "retrier")
@@ -66,7 +69,9 @@ class RetryMiddleware:
         on_event: EventHook | None = None,
     ) -> None:
         if inner is not None and not callable(inner):
-            raise TypeError(f"inner must be an aiohttp client middleware, got {type(inner)}")
+            raise TypeError(
+                f"inner must be an aiohttp client middleware, got {type(inner).__name__}"
+            )
         #: The retry loop and what it shares: policy, gate, budget, token source, events.
         self.retrier = Retrier(
             policy=policy,
@@ -77,7 +82,7 @@ class RetryMiddleware:
             request_ids=request_ids,
             on_event=on_event,
         )
-        self._attempts = Attempts(inner, None if token is None else self.retrier.token)
+        self._attempts = Attempts(inner, token)
         self._override: Mapping[str, Any] | None = None
 
     def __repr__(self) -> str:
