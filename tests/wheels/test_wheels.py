@@ -272,15 +272,14 @@ def test_the_core_alone_explains_and_points_to_forbear_testing(core_env: Path) -
 
 @pytest.fixture(scope="module")
 def full_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every wheel (with the core's `testing` and forbear-testing's `demo` extras) and pytest."""
-    wheels = [
-        f"{artifact(dist, 'wheel')}[testing]"
-        if dist == "forbear"
-        else f"{artifact(dist, 'wheel')}[demo]"
-        if dist == "forbear-testing"
-        else str(artifact(dist, "wheel"))
-        for dist in sorted(PROJECTS)
-    ]
+    """Every wheel, each with all its extras (which name the others), and pytest."""
+    wheels = []
+    for dist in sorted(PROJECTS):
+        metadata = Metadata.from_email(wheel_text(dist, "METADATA") or "", validate=False)
+        extras = ",".join(sorted(metadata.provides_extra or []))
+        wheels.append(
+            f"{artifact(dist, 'wheel')}[{extras}]" if extras else str(artifact(dist, "wheel"))
+        )
     tools = ["pytest>=8", "pytest-timeout>=2.3", "trio>=0.25"]
     return _fresh_env(tmp_path_factory.mktemp("all") / "env", *wheels, *tools)
 
