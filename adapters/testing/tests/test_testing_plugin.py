@@ -85,3 +85,23 @@ def test_fixture_types(
     assert 0 < refused_port < 65536
     fault_server.always("/x", Reply(204))
     assert httpx.get(fault_server.url + "/x").status_code == 204
+
+
+def test_forbear_testing_is_an_alias() -> None:
+    """`forbear.testing` is the very module `forbear_testing` is, not a copy."""
+    import forbear.testing
+    import forbear_testing
+
+    assert forbear.testing is forbear_testing
+    assert forbear.testing.Reply is Reply
+
+
+def test_the_alias_without_forbear_testing_says_what_to_install() -> None:
+    """Without forbear-testing, `import forbear.testing` fails with one line naming it."""
+    code = "import sys\nsys.modules['forbear_testing'] = None\nimport forbear.testing\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "ImportError: forbear.testing is the forbear-testing distribution: "
+        "pip install forbear-testing"
+    )
