@@ -28,7 +28,7 @@ from ._errors import (
     Unprocessable,
     parse_error,
 )
-from ._events import Event, EventHook, redact_url, subscribe
+from ._events import Event, EventHook, Sending, redact_url, sending, subscribe, subscribers
 from ._flow import (
     IDEMPOTENCY_KEY_METHODS,
     RELEASE_BYTES,
@@ -109,6 +109,7 @@ __all__ = [
     "RetryBudget",
     "RetryState",
     "Send",
+    "Sending",
     "Sent",
     "ServerError",
     "Sleep",
@@ -130,7 +131,9 @@ __all__ = [
     "process_gate",
     "profiles",
     "redact_url",
+    "sending",
     "subscribe",
+    "subscribers",
 ]
 
 

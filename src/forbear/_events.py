@@ -7,14 +7,25 @@ than the server's request id is ever copied.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._state import Action, Decision, ErrorKind, Reason
 
-__all__ = ["Event", "EventHook", "logger", "redact_url", "subscribe", "subscribers"]
+__all__ = [
+    "Event",
+    "EventHook",
+    "Sending",
+    "logger",
+    "redact_url",
+    "sending",
+    "subscribe",
+    "subscribers",
+]
 
 #: The library's logger: retries at INFO, every other decision at DEBUG.
 logger = logging.getLogger("forbear")
@@ -124,3 +135,29 @@ def subscribe(hook: EventHook) -> Callable[[], None]:
 def subscribers() -> tuple[EventHook, ...]:
     """The hooks `subscribe` registered, in order."""
     return _Hub.hooks
+
+
+class Sending(NamedTuple):
+    """The re-send under way in this thread or task (see `sending`)."""
+
+    #: The number of the send (2 for the first re-send).
+    attempt: int
+    #: The request method.
+    method: str
+    #: The URL without userinfo, query or fragment.
+    url: str
+
+
+_SENDING: contextvars.ContextVar[Sending | None] = contextvars.ContextVar(
+    "forbear_sending", default=None
+)
+
+
+def sending() -> Sending | None:
+    r"""The re-send this thread or task is making right now, while anyone `subscribe`\ s.
+
+    For instrumentation that labels each attempt (OpenTelemetry's
+    ``http.request.resend_count``): set only around re-sends, and only while a subscriber
+    exists, so it costs nothing otherwise. None during a first send.
+    """
+    return _SENDING.get()

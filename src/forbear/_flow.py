@@ -34,7 +34,7 @@ import anyio
 
 from ._budget import RetryBudget
 from ._decide import decide
-from ._events import Event, EventHook, _Hub, logger
+from ._events import _SENDING, Event, EventHook, Sending, _Hub, logger, redact_url
 from ._gate import HostGate, origin_of
 from ._policy import Policy
 from ._retry_after import header_value
@@ -578,8 +578,16 @@ class Retrier:
                     sent_token = yield Call(token.get_sync, token.get_async)
                     auth = {token.header: token.header_value(sent_token)}
                     send = Send(auth if added is None else {**added, **auth})
-                # 3. The send.
-                response, error, outcome = yield send
+                # 3. The send (labelled for instrumentation while anyone subscribes).
+                if state is None or not _Hub.hooks:
+                    response, error, outcome = yield send
+                else:
+                    label = Sending(state.sends, method, redact_url(str(url)))
+                    reset = _SENDING.set(label)
+                    try:
+                        response, error, outcome = yield send
+                    finally:
+                        _SENDING.reset(reset)
             if outcome is None:  # an error forbear does not judge: raised as it is
                 assert error is not None
                 if state is not None and state.history:

@@ -413,3 +413,26 @@ def test_bad_overrides_are_refused_naming_where(override: Any, error: type[Excep
     """Unknown keys and wrong types are refused with the name the user wrote them under."""
     with pytest.raises(error, match="my-idiom"):
         run(retrier(), [200], override=override, where="my-idiom")
+
+
+def test_resends_are_labelled_while_anyone_subscribes() -> None:
+    """`forbear.sending()` names each re-send during its send, only while a subscriber exists."""
+    seen: list[forbear.Sending | None] = []
+    flow = retrier().flow("get", f"{URL}?token=secret", {})
+    unsubscribe = forbear.subscribe(lambda event: None)
+    try:
+        value: Any = None
+        statuses = iter([503, 503, 200])
+        while True:
+            try:
+                effect = flow.send(value)
+            except StopIteration:
+                break
+            value = True if isinstance(effect, Replayable) else None
+            if isinstance(effect, Send):
+                seen.append(forbear.sending())
+                value = (("response", 0), None, Outcome.response(next(statuses)))
+    finally:
+        unsubscribe()
+    assert seen == [None, forbear.Sending(2, "GET", URL), forbear.Sending(3, "GET", URL)]
+    assert forbear.sending() is None
