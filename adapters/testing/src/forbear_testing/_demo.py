@@ -26,7 +26,16 @@ from typing import Any
 
 import httpx
 
-from forbear import Action, Event, Policy, TokenExchangeError, TokenSource, parse_error
+from forbear import (
+    Action,
+    Event,
+    HostGate,
+    Policy,
+    RetryBudget,
+    TokenExchangeError,
+    TokenSource,
+    parse_error,
+)
 
 from ._emulator import Faults
 from ._partner import PartnerAPI
@@ -225,6 +234,11 @@ Progress = Callable[[], None]
 _POLICY = Policy()
 
 
+def _fresh_scope() -> dict[str, Any]:
+    """A gate and a budget of the crawl's own: no crawl inherits what another one learned."""
+    return {"gate": HostGate(), "budget": RetryBudget()}
+
+
 async def _bounded(
     jobs: list[Job], concurrency: int, one: Callable[[Job], Awaitable[None]]
 ) -> None:
@@ -249,7 +263,11 @@ async def _crawl_httpx(
         from forbear_httpx import RetryTransport
 
         transport = RetryTransport(
-            policy=_POLICY, token=env.token(sync=False), idempotency_keys=True, on_event=tally.event
+            policy=_POLICY,
+            token=env.token(sync=False),
+            idempotency_keys=True,
+            on_event=tally.event,
+            **_fresh_scope(),
         )
     limits = httpx.Limits(max_connections=n)
     async with httpx.AsyncClient(transport=transport, timeout=30.0, limits=limits) as client:
@@ -282,7 +300,11 @@ async def _crawl_aiohttp(
     from forbear_aiohttp import RetryMiddleware
 
     middleware = RetryMiddleware(
-        policy=_POLICY, token=env.token(sync=False), idempotency_keys=True, on_event=tally.event
+        policy=_POLICY,
+        token=env.token(sync=False),
+        idempotency_keys=True,
+        on_event=tally.event,
+        **_fresh_scope(),
     )
     connector = aiohttp.TCPConnector(limit=n)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -309,11 +331,12 @@ def _crawl_requests(env: _Emulators, jobs: list[Job], tally: Tally, n: int, step
     from forbear_requests import RetryAdapter
 
     adapter = RetryAdapter(
+        requests.adapters.HTTPAdapter(pool_maxsize=n),
         policy=_POLICY,
         token=env.token(sync=True),
         idempotency_keys=True,
         on_event=tally.event,
-        pool_maxsize=n,
+        **_fresh_scope(),
     )
     local = threading.local()
 
