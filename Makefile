@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 ADAPTERS := $(sort $(dir $(wildcard adapters/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 DIST := dist
+# Each workspace member, editable, with its `test` and `demo` extras when it declares them.
+MEMBERS := $(foreach a,$(ADAPTERS),-e "$(a)$(shell sed -nE 's/^(test|demo) = \[.*/\1/p' \
+	$(a)pyproject.toml | paste -sd, - | sed -E 's/.+/[&]/')")
 
 .PHONY: venv demo test lint format dist wheel-check bench bench-smoke soak clean
 
@@ -13,9 +16,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(wildcard adapters/*/pyproject.toml) src/forbear/_version.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[testing]" \
-		$(foreach a,$(filter-out adapters/testing/,$(ADAPTERS)),-e $(a)) \
-		-e "adapters/testing[demo]" --group dev
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[testing]" $(MEMBERS) \
+		--group dev
 	touch $(STAMP)
 
 # The crawl lives in forbear-testing (its `forbear-demo` command), not in the core.
