@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,7 @@ import requests
 from backoff_harness import FAST
 
 import forbear_backoff
-from forbear import Action, Event, Policy
+from forbear import Action, Event, HostGate, Policy, TokenSource
 from forbear_testing import FaultServer, Reply
 
 EXACT = dataclasses.replace(FAST, retry_after_jitter=0.0)
@@ -74,7 +75,7 @@ def test_on_giveup_receives_the_give_up_decision(fault_server: FaultServer) -> N
 
 
 def test_on_exception_handlers_see_return_and_no_decision(fault_server: FaultServer) -> None:
-    """on_exception: a 404 ends in on_giveup with its RETURN; a plain return has no decision."""
+    """on_exception: a 404 ends in on_giveup with its RETURN; a returned 200 in on_success."""
     fault_server.always("/missing", Reply(404))
     giveups: list[dict[str, Any]] = []
     successes: list[dict[str, Any]] = []
@@ -92,7 +93,10 @@ def test_on_exception_handlers_see_return_and_no_decision(fault_server: FaultSer
     assert [(d["decision"].action, d["decision"].reason) for d in giveups] == [
         (Action.RETURN, "not-retryable")
     ]
-    assert [d["decision"] for d in successes] == [None]
+    # The returned response ends its call's flow too: on_success sees that RETURN.
+    assert [(d["decision"].action, d["decision"].reason) for d in successes] == [
+        (Action.RETURN, "success")
+    ]
 
 
 def test_async_handlers_are_awaited_and_can_read_the_discarded_response(
@@ -327,3 +331,39 @@ def test_decorated_functions_keep_their_identity() -> None:
     assert (afetch.__name__, afetch.__doc__) == ("afetch", "Fetch it later.")
     assert inspect.iscoroutinefunction(afetch)
     assert not inspect.iscoroutinefunction(fetch)
+
+
+def test_first_attempts_wait_for_the_gate(fault_server: FaultServer) -> None:
+    """A 503 naming a wait pauses the origin: the next call's first attempt waits it out."""
+    fault_server.script("/paused", [Reply(503, retry_after=1), Reply(200)])
+    once = dataclasses.replace(FAST, max_attempts=1)
+
+    @forbear_backoff.on_response(policy=once, gate=HostGate())
+    def fetch(client: httpx.Client) -> httpx.Response:
+        return client.get(fault_server.url + "/paused")
+
+    with httpx.Client() as client:
+        assert fetch(client).status_code == 503
+        started = time.monotonic()
+        assert fetch(client).status_code == 200  # held: it goes where the last call went
+    assert time.monotonic() - started >= 0.9
+
+
+def test_a_token_is_exchanged_once_on_a_401(fault_server: FaultServer) -> None:
+    """The function sends ``headers()``; an expired token is re-exchanged once, then it passes."""
+    fault_server.require_token("/private")
+    source = TokenSource(fault_server.issue_token, origins=[fault_server.url])
+    source.get_sync()
+    fault_server.expire_tokens()
+
+    @forbear_backoff.on_response(policy=FAST, token=source)
+    async def fetch(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(fault_server.url + "/private", headers=forbear_backoff.headers())
+
+    async def main() -> int:
+        async with httpx.AsyncClient() as client:
+            return (await fetch(client)).status_code
+
+    assert asyncio.run(main()) == 200
+    assert [a.status for a in fault_server.arrivals("/private")] == [401, 200]
+    assert fault_server.tokens_issued == 2

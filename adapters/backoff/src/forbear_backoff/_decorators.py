@@ -110,22 +110,31 @@ def on_exception(
         loop = backoff.on_exception(
             _waits, exception_types, giveup=_giveup, jitter=None, **handlers
         )
-        return _per_call(fn, site, loop)
+        return _per_call(fn, site, loop, judge_returns=True)
 
     return decorate
 
 
-def _per_call(fn: F, site: CallSite, loop: Callable[[Callable[..., Any]], Any]) -> F:
-    """``fn`` under backoff's ``loop``, with a fresh `Stepper` for every call."""
+def _per_call(
+    fn: F, site: CallSite, loop: Callable[[Callable[..., Any]], Any], *, judge_returns: bool = False
+) -> F:
+    """``fn`` under backoff's ``loop``, with a fresh `Stepper` for every call.
+
+    ``judge_returns``: what the function returns ends the flow (``on_exception`` judges only
+    what it raises), so the gate and the events see the success.
+    """
     if inspect.iscoroutinefunction(fn):
 
         async def attempt_async(*args: Any, **kwargs: Any) -> Any:
             stepper = _CURRENT.get()
             await stepper.enter_async()
             try:
-                return await fn(*args, **kwargs)
+                value = await fn(*args, **kwargs)
             finally:
                 stepper.leave()
+            if judge_returns:
+                stepper.judge(value, raised=False)
+            return value
 
         retried_async = loop(attempt_async)
 
@@ -143,9 +152,12 @@ def _per_call(fn: F, site: CallSite, loop: Callable[[Callable[..., Any]], Any]) 
         stepper = _CURRENT.get()
         stepper.enter_sync()
         try:
-            return fn(*args, **kwargs)
+            value = fn(*args, **kwargs)
         finally:
             stepper.leave()
+        if judge_returns:
+            stepper.judge(value, raised=False)
+        return value
 
     retried = loop(functools.wraps(fn)(attempt))
 
