@@ -35,7 +35,7 @@ import httpx
 import requests
 import trio
 
-from forbear import EventHook, Policy, Retrier, TokenSource
+from forbear import EventHook, Policy, TokenSource
 
 __all__ = [
     "DRIVERS",
@@ -375,7 +375,6 @@ class BackoffSession(SyncSession):
         self.client = self._stack.enter_context(
             httpx.Client(timeout=options.timeout, follow_redirects=True)
         )
-        retrier = Retrier(policy=options.policy, on_event=options.on_event)
         client = self.client
 
         def fetch(request: httpx.Request) -> httpx.Response:
@@ -384,7 +383,9 @@ class BackoffSession(SyncSession):
             return response
 
         if not options.bare:
-            fetch = forbear_backoff.on_exception(httpx.HTTPError, retrier=retrier)(fetch)
+            fetch = forbear_backoff.on_exception(
+                httpx.HTTPError, policy=options.policy, on_event=options.on_event
+            )(fetch)
         self._fetch = fetch
 
     def send(
