@@ -32,6 +32,7 @@ from benchmarks import _loopback
 from benchmarks._loopback import Row
 from benchmarks._loopback import iqr as _iqr
 from benchmarks._loopback import ok_server as _server
+from benchmarks.peers import forbear_scope
 
 _URL_PATH = "/items?page=1"
 
@@ -78,7 +79,7 @@ def micro(rounds: int, n: int) -> list[Row]:
         async def handler(_: ClientRequest) -> ClientResponse:
             return response
 
-        middleware = RetryMiddleware()
+        middleware = RetryMiddleware(**forbear_scope())
 
         async def through_forbear(req: ClientRequest) -> ClientResponse:
             return await middleware(req, handler)
@@ -139,7 +140,7 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
     async def run(url: str, concurrency: int) -> tuple[list[float], list[float]]:
         async with (
             aiohttp.ClientSession() as bare,
-            aiohttp.ClientSession(middlewares=[RetryMiddleware()]) as ours,
+            aiohttp.ClientSession(middlewares=[RetryMiddleware(**forbear_scope())]) as ours,
         ):
             await _rate(bare, url, n // 4, concurrency)
             await _rate(ours, url, n // 4, concurrency)

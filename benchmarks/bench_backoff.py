@@ -30,6 +30,7 @@ import httpx
 
 from benchmarks._loopback import iqr as _iqr
 from benchmarks._loopback import ok_server as _server
+from benchmarks.peers import forbear_scope
 
 
 @dataclass
@@ -86,7 +87,7 @@ def micro(rounds: int, n: int) -> list[Row]:
         ("in-process async", abare, _time_async),
     ):
         plain = backoff.on_predicate(backoff.expo, _retry_5xx, jitter=None, logger=None)(fn)
-        ours = forbear_backoff.on_response(logger=None)(fn)
+        ours = forbear_backoff.on_response(logger=None, **forbear_scope())(fn)
         candidates: dict[str, Callable[..., Any]] = {"bare": fn, "plain": plain, "ours": ours}
         for candidate in candidates.values():
             timer(candidate, n // 10)  # warm up
@@ -127,7 +128,7 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
         def bare() -> httpx.Response:
             return client.get(url)
 
-        ours = forbear_backoff.on_response(logger=None)(bare)
+        ours = forbear_backoff.on_response(logger=None, **forbear_scope())(bare)
         _rate(bare, n // 4)
         _rate(ours, n // 4)
         bare_rates: list[float] = []

@@ -27,6 +27,7 @@ from benchmarks import _loopback
 from benchmarks._loopback import Row
 from benchmarks._loopback import iqr as _iqr
 from benchmarks._loopback import ok_server as _server
+from benchmarks.peers import forbear_scope
 
 _URL_PATH = "/items?page=1"
 
@@ -68,7 +69,7 @@ def _micro_async(transport: httpx.AsyncBaseTransport, n: int) -> float:
 def micro(rounds: int, n: int) -> list[Row]:
     """Microseconds per request, stub alone vs stub wrapped in `RetryTransport`."""
     stub = _Stub()
-    wrapped = RetryTransport(stub)
+    wrapped = RetryTransport(stub, **forbear_scope())
     rows = []
     runners: list[tuple[str, Callable[[RetryTransport | _Stub, int], float]]] = [
         ("in-process sync", _micro_sync),
@@ -136,7 +137,10 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
     rows = []
     with _server() as base:
         url = base + _URL_PATH
-        with httpx.Client() as bare, httpx.Client(transport=RetryTransport()) as ours:
+        with (
+            httpx.Client() as bare,
+            httpx.Client(transport=RetryTransport(**forbear_scope())) as ours,
+        ):
             _sync_rate(bare, url, n // 4)
             _sync_rate(ours, url, n // 4)
             bare_rates: list[float] = []
@@ -151,7 +155,7 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
         async def run_async(concurrency: int) -> tuple[list[float], list[float]]:
             async with (
                 httpx.AsyncClient() as bare,
-                httpx.AsyncClient(transport=RetryTransport()) as ours,
+                httpx.AsyncClient(transport=RetryTransport(**forbear_scope())) as ours,
             ):
                 await _async_rate(bare, url, n // 4, concurrency)
                 await _async_rate(ours, url, n // 4, concurrency)

@@ -1,8 +1,9 @@
 """What `forbear_requests.RetryAdapter` costs on the happy path, measured two ways.
 
-1. In-process: microseconds added per request over a zero-latency inner send: the parent
-   ``HTTPAdapter.send`` is stubbed to return a prepared 200 ``requests.Response``, and the
-   adapter's ``send`` is called directly so the session's own cost does not drown the figure.
+1. In-process: microseconds added per request over a zero-latency inner send: an
+   ``HTTPAdapter`` whose ``send`` returns a prepared 200 ``requests.Response`` at once, alone
+   and as `RetryAdapter`'s ``inner``; the adapter's ``send`` is called directly so the
+   session's own cost does not drown the figure.
    Median over many interleaved rounds.
 2. End-to-end: requests per second through a ``requests.Session`` with and without
    `RetryAdapter` mounted, against a minimal uvicorn app on 127.0.0.1 (in a subprocess, so the
@@ -26,13 +27,14 @@ from typing import Any
 
 import requests
 from forbear_requests import RetryAdapter
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from benchmarks import _loopback
 from benchmarks._loopback import Row
 from benchmarks._loopback import iqr as _iqr
 from benchmarks._loopback import ok_server as _server
+from benchmarks.peers import forbear_scope
 
 _URL_PATH = "/items?page=1"
 _THREADS = 32
@@ -62,11 +64,7 @@ class _StubSend(HTTPAdapter):
         return response
 
 
-class _StubRetry(RetryAdapter, _StubSend):
-    """`RetryAdapter` over the stub: its ``super().send`` is `_StubSend.send`."""
-
-
-def _micro(adapter: HTTPAdapter, n: int) -> float:
+def _micro(adapter: BaseAdapter, n: int) -> float:
     request = requests.Request("GET", "http://127.0.0.1:8000" + _URL_PATH).prepare()
     send = adapter.send
     start = time.perf_counter()
@@ -77,7 +75,7 @@ def _micro(adapter: HTTPAdapter, n: int) -> float:
 
 def micro(rounds: int, n: int) -> list[Row]:
     """Microseconds per request, the stubbed send alone vs wrapped in `RetryAdapter`."""
-    stub, wrapped = _StubSend(), _StubRetry()
+    stub, wrapped = _StubSend(), RetryAdapter(_StubSend(), **forbear_scope())
     _micro(stub, n)
     _micro(wrapped, n)  # warm up
     bare, ours, added = [], [], []
@@ -103,7 +101,7 @@ def micro(rounds: int, n: int) -> list[Row]:
 # -- 2. end-to-end ---------------------------------------------------------------------------
 
 
-def _session(adapter: HTTPAdapter) -> requests.Session:
+def _session(adapter: BaseAdapter) -> requests.Session:
     session = requests.Session()
     session.mount("http://", adapter)
     return session
@@ -166,7 +164,7 @@ def end_to_end(rounds: int, n: int) -> list[Row]:
     with (
         _server() as base,
         _session(HTTPAdapter(pool_maxsize=_THREADS)) as bare,
-        _session(RetryAdapter(pool_maxsize=_THREADS)) as ours,
+        _session(RetryAdapter(HTTPAdapter(pool_maxsize=_THREADS), **forbear_scope())) as ours,
         ThreadPoolExecutor(_THREADS) as pool,
     ):
         url = base + _URL_PATH

@@ -14,6 +14,11 @@ words, for the tables and the README):
 `Setup` carries what a scenario changes: a fast backoff for the outage (every library alike),
 forbear's `RetryBudget` on or off, and a stale bearer token. `Candidate.open` gives a fetch
 function, ``url -> final status``, inside an (async) context manager that owns the client.
+
+forbear's adapters share the process's `HostGate` and `RetryBudget` unless given their own
+(`forbear.process_gate()`, `forbear.process_budget()`). Here every forbear candidate gets a
+fresh pair each time it is opened (`forbear_scope`): a rate one candidate's gate learned, or
+a budget it spent, never carries over to the next candidate or the next repeat.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from forbear import Backoff, Policy, Retrier, TokenSource
+from forbear import Backoff, HostGate, Policy, RetryBudget, TokenSource
 
 #: What every library is asked to retry.
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -58,6 +63,8 @@ DISTRIBUTIONS = {
     "tenacity": "tenacity",
     "backoff": "backoff",
     "stamina": "stamina",
+    "forbear-backoff": "forbear-backoff",
+    "forbear-tenacity": "forbear-tenacity",
 }
 _MODULES = {
     "forbear": "forbear",
@@ -70,6 +77,8 @@ _MODULES = {
     "tenacity": "tenacity",
     "backoff": "backoff",
     "stamina": "stamina",
+    "forbear-backoff": "forbear_backoff",
+    "forbear-tenacity": "forbear_tenacity",
 }
 
 #: How each peer is configured, in words (the README and the Markdown table repeat it).
@@ -166,6 +175,16 @@ def forbear_policy(setup: Setup) -> Policy:
     if setup.fast:
         return Policy(backoff=Backoff(initial=FAST_INITIAL, max=FAST_MAX))
     return Policy()
+
+
+def forbear_scope(setup: Setup | None = None) -> dict[str, Any]:
+    """A fresh ``gate`` and ``budget`` for one forbear candidate (the budget None when off).
+
+    Built anew for every client a scenario opens, never the process's shared pair, so each
+    candidate starts knowing nothing about the origin, whatever ran before it.
+    """
+    budget = setup is None or setup.budget
+    return {"gate": HostGate(), "budget": RetryBudget() if budget else None}
 
 
 def _static_headers(setup: Setup) -> dict[str, str]:
@@ -382,8 +401,8 @@ async def _forbear_httpx(setup: Setup) -> AsyncIterator[AsyncFetch]:
     transport = RetryTransport(
         _inner_async_transport(),
         policy=forbear_policy(setup),
-        budget=setup.budget,
         token=_async_token(setup),
+        **forbear_scope(setup),
     )
     async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
 
@@ -399,7 +418,7 @@ async def _forbear_aiohttp(setup: Setup) -> AsyncIterator[AsyncFetch]:
     from forbear_aiohttp import RetryMiddleware
 
     middleware = RetryMiddleware(
-        policy=forbear_policy(setup), budget=setup.budget, token=_async_token(setup)
+        policy=forbear_policy(setup), token=_async_token(setup), **forbear_scope(setup)
     )
     async with aiohttp.ClientSession(
         middlewares=[middleware], connector=aiohttp.TCPConnector(limit=CONNECTIONS)
@@ -417,13 +436,13 @@ async def _forbear_aiohttp(setup: Setup) -> AsyncIterator[AsyncFetch]:
 def _forbear_requests(setup: Setup) -> Iterator[SyncFetch]:
     import requests
     from forbear_requests import RetryAdapter
+    from requests.adapters import HTTPAdapter
 
     adapter = RetryAdapter(
-        pool_connections=1,
-        pool_maxsize=CONNECTIONS,
+        HTTPAdapter(pool_connections=1, pool_maxsize=CONNECTIONS),
         policy=forbear_policy(setup),
-        budget=setup.budget,
         token=_sync_token(setup),
+        **forbear_scope(setup),
     )
     with requests.Session() as session:
         session.mount("http://", adapter)
@@ -438,10 +457,25 @@ def _forbear_requests(setup: Setup) -> Iterator[SyncFetch]:
 async def _forbear_backoff(setup: Setup) -> AsyncIterator[AsyncFetch]:
     import forbear_backoff
 
-    retrier = Retrier(policy=forbear_policy(setup), budget=setup.budget)
     async with _async_client(setup) as client:
 
-        @forbear_backoff.on_response(retrier=retrier)
+        @forbear_backoff.on_response(policy=forbear_policy(setup), **forbear_scope(setup))
+        async def get(url: str) -> httpx.Response:
+            return await client.get(url)
+
+        async def fetch(url: str) -> int:
+            return int((await get(url)).status_code)
+
+        yield fetch
+
+
+@contextlib.asynccontextmanager
+async def _forbear_tenacity(setup: Setup) -> AsyncIterator[AsyncFetch]:
+    import forbear_tenacity
+
+    async with _async_client(setup) as client:
+
+        @forbear_tenacity.retry(policy=forbear_policy(setup), **forbear_scope(setup))
         async def get(url: str) -> httpx.Response:
             return await client.get(url)
 
@@ -560,7 +594,8 @@ def _decorated(make: Callable[[bool], Callable[[Any], Any]], raises: bool) -> An
     return open_
 
 
-#: Every candidate of the crawl, the outage and the token scenario, forbear first.
+#: Every candidate of the crawl, the outage and the token scenario: forbear's adapters first,
+#: forbear-tenacity next to tenacity.
 CANDIDATES = (
     Candidate(
         "forbear-httpx (async)",
@@ -605,6 +640,13 @@ CANDIDATES = (
     ),
     Candidate(
         "aiohttp-retry", "aiohttp-retry", ("aiohttp_retry", "aiohttp"), "aiohttp", _aiohttp_retry
+    ),
+    Candidate(
+        "forbear-tenacity (httpx async)",
+        "forbear",
+        ("forbear_tenacity", "tenacity"),
+        "httpx",
+        _forbear_tenacity,
     ),
     Candidate(
         "tenacity (httpx async)",

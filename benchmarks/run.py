@@ -1,4 +1,4 @@
-"""forbear next to bare clients and peer retry libraries: every scenario of issue 10, one run.
+"""forbear next to bare clients and peer retry libraries: every scenario, one run.
 
 ``python -m benchmarks.run`` (what ``make bench`` runs, after installing the ``bench`` group)
 starts the loopback servers, runs the scenarios and writes ``benchmarks/results/<time>.json``,

@@ -5,7 +5,8 @@
 
    - httpx, sync and async: the inner is a stub transport answering ``httpx.Response(200)``.
      forbear-httpx's `RetryTransport` and httpx-retries' ``RetryTransport`` wrap it;
-     tenacity, backoff, stamina and forbear-backoff decorate a function calling it.
+     tenacity, backoff, stamina, forbear-backoff and forbear-tenacity decorate a function
+     calling it.
    - requests: the inner is urllib3's connection pool with ``_make_request`` stubbed to answer
      200 (so urllib3's own ``Retry`` runs as it does for real); a plain ``HTTPAdapter``, one
      with ``max_retries=Retry(...)`` and forbear's `RetryAdapter` each ``send`` and read it.
@@ -14,7 +15,8 @@
      ``RetryClient`` calls it as its session's ``request``.
 
    Every candidate of a family is timed in every round, the order rotating; the figure is the
-   median over rounds of (candidate - bare) and its interquartile range.
+   median over rounds of (candidate - bare) and its interquartile range. Every forbear layer
+   gets a gate and a budget of its own (`peers.forbear_scope`), not the process's shared pair.
 2. Loopback: requests per second against a real server in another process (nginx when
    installed, else a minimal uvicorn app), bare client vs each layer, sequential and 32 at a
    time (asyncio tasks, or threads for requests), interleaved the same way; the figure is the
@@ -43,6 +45,7 @@ from benchmarks.peers import (
     RETRY_STATUSES,
     available,
     backoff_retry,
+    forbear_scope,
     stamina_retry,
     tenacity_retry,
 )
@@ -170,7 +173,7 @@ def _httpx_layers(
     request = httpx.Request("GET", _URL)
     transports: dict[str, tuple[Any, str]] = {
         "bare": (stub, "httpx"),
-        "forbear-httpx RetryTransport": (RetryTransport(stub), "forbear"),
+        "forbear-httpx RetryTransport": (RetryTransport(stub, **forbear_scope()), "forbear"),
     }
     if available("httpx-retries"):
         from httpx_retries import Retry
@@ -201,20 +204,7 @@ def _httpx_layers(
         response: httpx.Response = plain()
         return response.raise_for_status()
 
-    decorators: list[tuple[str, str, Callable[[Any], Any], bool]] = []
-    if available("forbear") and _forbear_backoff_available():
-        import forbear_backoff
-
-        decorators.append(
-            ("forbear-backoff on_response", "forbear", forbear_backoff.on_response(), False)
-        )
-    for library, make, raises in (
-        ("tenacity", tenacity_retry, False),
-        ("backoff", backoff_retry, False),
-        ("stamina", stamina_retry, True),
-    ):
-        if available(library):
-            decorators.append((f"{library} decorator", library, make(), raises))
+    decorators = _decorators()
     for name, library, decorator, raises in decorators:
         if is_async:
             calls[name] = decorator(_as_coroutine_function(raising_async if raises else plain))
@@ -224,12 +214,35 @@ def _httpx_layers(
     return calls, libraries
 
 
-def _forbear_backoff_available() -> bool:
-    try:
-        import forbear_backoff  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _decorators() -> list[tuple[str, str, Callable[[Any], Any], bool]]:
+    """(name, library, decorator, raises) for every decorator installed; forbear's next to
+    the library it runs in, each with a gate and a budget of its own."""
+    decorators: list[tuple[str, str, Callable[[Any], Any], bool]] = []
+    if available("forbear-backoff") and available("backoff"):
+        import forbear_backoff
+
+        decorators.append(
+            (
+                "forbear-backoff on_response",
+                "forbear",
+                forbear_backoff.on_response(**forbear_scope()),
+                False,
+            )
+        )
+    if available("forbear-tenacity") and available("tenacity"):
+        import forbear_tenacity
+
+        decorators.append(
+            ("forbear-tenacity retry", "forbear", forbear_tenacity.retry(**forbear_scope()), False)
+        )
+    for library, make, raises in (
+        ("tenacity", tenacity_retry, False),
+        ("backoff", backoff_retry, False),
+        ("stamina", stamina_retry, True),
+    ):
+        if available(library):
+            decorators.append((f"{library} decorator", library, make(), raises))
+    return decorators
 
 
 def _bound(method: Callable[[httpx.Request], Any], request: httpx.Request) -> Callable[[], Any]:
@@ -314,20 +327,22 @@ def micro_requests(rounds: int, n: int) -> list[Row]:
         status_forcelist=RETRY_STATUSES,
         raise_on_status=False,
     )
-    adapters: dict[str, tuple[HTTPAdapter, str]] = {
+    adapters: dict[str, tuple[Any, str]] = {
         "bare": (HTTPAdapter(), "requests"),
         "urllib3 Retry": (HTTPAdapter(max_retries=retry), "urllib3"),
-        "forbear-requests RetryAdapter": (RetryAdapter(), "forbear"),
+        "forbear-requests RetryAdapter": (RetryAdapter(**forbear_scope()), "forbear"),
     }
     prepared = requests.Request("GET", _URL).prepare()
     timers = {}
     for name, (adapter, _) in adapters.items():
-        adapter.poolmanager.pool_classes_by_scheme = {"http": pool_class, "https": pool_class}
+        # forbear's adapter sends through its inner HTTPAdapter: stub that one's pool.
+        pooled = adapter.inner if isinstance(adapter, RetryAdapter) else adapter
+        pooled.poolmanager.pool_classes_by_scheme = {"http": pool_class, "https": pool_class}
         response = adapter.send(prepared)
         if response.status_code != 200 or response.content != b"ok":
             raise AssertionError(f"{name}: the stub pool did not answer 200 ok")
 
-        def send(adapter: HTTPAdapter = adapter) -> bytes:
+        def send(adapter: Any = adapter) -> bytes:
             return adapter.send(prepared).content
 
         timers[name] = _timer(bench_backoff._time_sync, send, n)
@@ -358,7 +373,7 @@ def micro_aiohttp(rounds: int, n: int) -> list[Row]:
         async def handler(_: ClientRequest) -> ClientResponse:
             return response
 
-        middleware = RetryMiddleware()
+        middleware = RetryMiddleware(**forbear_scope())
 
         async def through_forbear(req: ClientRequest) -> ClientResponse:
             return await middleware(req, handler)
@@ -413,7 +428,7 @@ def loopback_httpx(url: str, rounds: int, n: int) -> list[Row]:
         clients: dict[str, Any] = {"bare": httpx.AsyncClient(limits=_LIMITS)}
         libraries = {"bare": "httpx"}
         clients["forbear-httpx RetryTransport"] = httpx.AsyncClient(
-            transport=RetryTransport(httpx.AsyncHTTPTransport(limits=_LIMITS))
+            transport=RetryTransport(httpx.AsyncHTTPTransport(limits=_LIMITS), **forbear_scope())
         )
         libraries["forbear-httpx RetryTransport"] = "forbear"
         if available("httpx-retries"):
@@ -427,20 +442,7 @@ def loopback_httpx(url: str, rounds: int, n: int) -> list[Row]:
                 )
             )
             libraries["httpx-retries RetryTransport"] = "httpx-retries"
-        decorated: list[tuple[str, str, Callable[[Any], Any], bool]] = []
-        if _forbear_backoff_available():
-            import forbear_backoff
-
-            decorated.append(
-                ("forbear-backoff on_response", "forbear", forbear_backoff.on_response(), False)
-            )
-        for library, make, raises in (
-            ("tenacity", tenacity_retry, False),
-            ("backoff", backoff_retry, False),
-            ("stamina", stamina_retry, True),
-        ):
-            if available(library):
-                decorated.append((f"{library} decorator", library, make(), raises))
+        decorated = _decorators()
         owned = list(clients.values())
         for name, library, decorator, raises in decorated:
             client = httpx.AsyncClient(limits=_LIMITS)
@@ -500,7 +502,7 @@ def loopback_requests(url: str, rounds: int, n: int) -> list[Row]:
             HTTPAdapter(pool_maxsize=threads, max_retries=retry)
         ),
         "forbear-requests RetryAdapter": bench_requests._session(
-            RetryAdapter(pool_maxsize=threads)
+            RetryAdapter(HTTPAdapter(pool_maxsize=threads), **forbear_scope())
         ),
     }
     libraries = {"bare": "requests", "urllib3 Retry": "urllib3"}
@@ -544,7 +546,7 @@ def loopback_aiohttp(url: str, rounds: int, n: int) -> list[Row]:
 
     async def run(concurrency: int) -> dict[str, list[float]]:
         bare = aiohttp.ClientSession()
-        ours = aiohttp.ClientSession(middlewares=[RetryMiddleware()])
+        ours = aiohttp.ClientSession(middlewares=[RetryMiddleware(**forbear_scope())])
         peer_session = aiohttp.ClientSession()
         sessions: dict[str, Any] = {"bare": bare, "forbear-aiohttp RetryMiddleware": ours}
         if available("aiohttp-retry"):

@@ -4,7 +4,9 @@ N logical requests at concurrency C to `forbear.testing`'s fault server with
 ``always(path, Reply(503))``. Every library uses the same fast backoff (10 ms doubling, capped
 at 80 ms; `peers.FAST_INITIAL`, `peers.FAST_MAX`) so the scenario takes seconds, not minutes:
 what is measured is how many sends the outage receives, not how long the waits are. forbear's
-adapters run twice, with their `RetryBudget` (the default) and without it (``budget=None``).
+adapters run twice: with a `RetryBudget` of their own, fresh for every run (``Setup(budget=True)``
+gives ``budget=RetryBudget()``, see `peers.forbear_scope`: never the process's shared budget,
+which an earlier candidate would have spent), and without one (``budget=None``).
 
 Reported per candidate, medians over interleaved repeats: arrivals at the server per logical
 request (retry amplification: 1.0 means no retries at all, 5.0 every request tried five
