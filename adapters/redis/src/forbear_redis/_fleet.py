@@ -144,6 +144,7 @@ class Fleet:
                     "burst": pacing.burst,
                     "hold": pacing.hold,
                     "double_every": pacing.double_every,
+                    "measure_after": pacing.measure_after,
                 },
                 "bcfg": {
                     "ratio": self.budget.ratio,

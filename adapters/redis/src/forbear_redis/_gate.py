@@ -42,8 +42,10 @@ class Pacing:
     burst: int = 2
     #: The fraction of a measured server rate the fleet holds at.
     hold: float = 0.95
-    #: While only a first guess is known, the rate doubles every this many seconds.
+    #: While only a first guess is known, the rate doubles every this many seconds of pacing.
     double_every: float = 0.15
+    #: A run of 429s this long (seconds) measures the server's rate: the successes in it.
+    measure_after: float = 0.1
     #: Seconds a key's learned rate and pause are kept in Redis after their last use.
     ttl: float = 3 * 86_400.0
 
@@ -92,6 +94,15 @@ class FleetGate:
         return f"FleetGate({self._store!r}, keys={len(self._keys)})"
 
     # -- what the core calls ---------------------------------------------------------------
+
+    def free(self, key: str) -> bool:
+        """Whether a send to ``key`` goes at once, without asking Redis (the core's fast path)."""
+        if not self._store.up:
+            return self.local.free(key)
+        entry = self._keys.get(key)
+        return not (
+            entry is None or entry.paced or not entry.seen or entry.rejected or entry.pause_until
+        )
 
     def delay(self, key: str) -> float | Call:
         """Seconds to wait for ``key``'s send slot, or the `Call` reserving it in Redis."""
@@ -173,6 +184,7 @@ class FleetGate:
             pacing.hold,
             pacing.double_every,
             self._ttl_ms,
+            pacing.measure_after,
         )
         try:
             wait_us, paced, rate_milli = self._store.run(

@@ -7,9 +7,10 @@ keys' counts and budget allowances) and `UNLOCK` (release a token-exchange lock 
 
 The pacer mirrors `forbear.HostGate`'s, fleet-wide: off until the first 429 (or a pause), then
 a next-free-slot schedule at a rate learned from the server. A first guess doubles every
-``double_every`` seconds of holding sends back, until the server objects; inside a run of 429s, the sends the server
-let through per second are its rate, held at ``hold`` of it; from there the rate probes upward
-slowly (cubic, counted only while the pacer holds sends back). The learned rate outlives the
+``double_every`` seconds of holding sends back, until the server objects; inside a run of 429s
+(while the pacer holds sends back) the successes per second are the server's rate, held at
+``hold`` of it; from there the rate probes upward slowly (cubic, counted only while the pacer
+holds sends back). The learned rate outlives the
 pacing spell (the hash expires after ``ttl``), so a worker that starts later starts paced at it.
 """
 
@@ -77,7 +78,7 @@ local function start_pacing(s, now, guess)
     s.rate = guess; s.hold = guess; s.measured = 0
   end
   s.next = now; s.paced_at = now; s.probe_from = now
-  s.ep_start = now; s.ep_slots = 0; s.ep_429 = 0
+  s.ep_start = now; s.ep_ok = 0
   s.idle = 0; s.last_probe = NEG
 end
 
@@ -96,13 +97,7 @@ end
 local function on_success(s, now, n)
   roll_window(s, now)
   s.win_ok = get(s, 'win_ok', 0) + n
-end
-
-local function new_episode(s, now)
-  -- Slots already handed out for later times will pass during the episode: count them in.
-  s.ep_start = now
-  s.ep_slots = math.max(get(s, 'next', now) - now, 0) * get(s, 'rate', 0)
-  s.ep_429 = 0
+  s.ep_ok = get(s, 'ep_ok', 0) + n
 end
 
 local function on_429(s, now, n, cfg)
@@ -112,18 +107,15 @@ local function on_429(s, now, n, cfg)
   elseif now - get(s, 'last429', NEG) > 0.5 then
     -- The first 429 after a calm spell: the rate probed at just crossed the server's.
     s.hold = math.max(s.rate * cfg.hold, 1); s.rate = s.hold; s.measured = 1
-    new_episode(s, now)
-  elseif now - s.ep_start >= 0.05 then
-    -- Inside a run of 429s the server's limiter is empty: what it let through is its rate.
-    local future = math.max(s.next - now, 0) * s.rate
-    local passed = math.max(s.ep_slots - future, 0) - s.ep_429 - n
-    if passed > 0 then
-      local measured = passed / (now - s.ep_start)
-      s.hold = math.max(measured * cfg.hold, 1); s.rate = math.min(s.rate, s.hold)
-      s.measured = 1
-    end
+    s.ep_start = now; s.ep_ok = 0
+  elseif now - s.ep_start >= cfg.measure_after and get(s, 'ep_ok', 0) > 0
+         and now - s.last429 <= 0.25 and get(s, 'last_delayed', NEG) >= s.ep_start then
+    -- Inside a run of 429s, while the pacer holds sends back, the server's limiter stays
+    -- empty: what it let through is its rate.
+    local measured = s.ep_ok / (now - s.ep_start)
+    s.hold = math.max(measured * cfg.hold, 1); s.rate = math.min(s.rate, s.hold)
+    s.measured = 1
   end
-  s.ep_429 = get(s, 'ep_429', 0) + n
   s.last429 = now; s.idle = 0; s.probe_from = now
 end
 
@@ -160,7 +152,6 @@ local function reserve(s, now, cfg)
   local earliest = math.max(s.next, start - (cfg.burst - 1) * interval)
   local slot = math.max(start, earliest)
   s.next = earliest + interval
-  s.ep_slots = get(s, 'ep_slots', 0) + 1
   if slot > now then
     s.last_delayed = now
     if get(s, 'measured', 0) == 0 and slot > pause then
@@ -188,13 +179,14 @@ _COMMON = _COMMON % {"offset": EPOCH_OFFSET}
 
 #: KEYS[1] the key's gate hash. ARGV: mode ("first": a worker's first send to the key, which
 #: starts paced at a learned rate; "send"), 429s and successes not yet reported, a pause to
-#: apply (seconds), then calm_after, burst, hold, double_every, ttl (ms).
+#: apply (seconds), then calm_after, burst, hold, double_every, ttl (ms), measure_after.
 #: Returns {wait in µs, paced (0/1), rate in milli-sends per second}.
 RESERVE = (
     _COMMON
     + """
 local cfg = {calm_after = tonumber(ARGV[5]), burst = tonumber(ARGV[6]),
-             hold = tonumber(ARGV[7]), double_every = tonumber(ARGV[8])}
+             hold = tonumber(ARGV[7]), double_every = tonumber(ARGV[8]),
+             measure_after = tonumber(ARGV[10])}
 local now = clock()
 local s = load(KEYS[1])
 apply_reports(s, now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), cfg)
