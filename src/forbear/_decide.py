@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Final
 
 from ._policy import Jitter, Policy
-from ._retry_after import parse_retry_after, reset_from_fields, retry_after_is_date, wait_fields
+from ._ratelimit import limits_wait, read_limits
+from ._retry_after import header_value, parse_retry_after, retry_after_is_date
 from ._state import NEVER_SENT_ERRORS, Action, Decision, Outcome, Reason, RetryState
 
 __all__ = ["REASONS", "decide"]
@@ -86,13 +87,13 @@ def _retry(
     if not safe:
         return Decision(Action.RETURN, 0.0, Reason.NOT_SAFE_TO_RETRY, attempt, status, kind)
 
-    server_wait, reason, dated = _server_wait(policy, outcome, wall)
+    server_wait, reason, dated, source = _server_wait(policy, outcome, wall)
     if state.attempts >= policy.max_attempts:
-        return _give_up(Reason.ATTEMPTS_EXHAUSTED, attempt, outcome, server_wait, dated)
+        return _give_up(Reason.ATTEMPTS_EXHAUSTED, attempt, outcome, server_wait, dated, source)
     rng = _module_rng if rng is None else rng
     if server_wait is not None:
         if server_wait > policy.max_wait:
-            return _give_up(Reason.WAIT_EXCEEDS_MAX, attempt, outcome, server_wait, dated)
+            return _give_up(Reason.WAIT_EXCEEDS_MAX, attempt, outcome, server_wait, dated, source)
         # A floor, never shortened: jitter only adds, so released clients spread out a little.
         extra = min(server_wait * policy.retry_after_jitter, _MAX_RETRY_AFTER_JITTER)
         wait = min(server_wait + extra * rng.random(), max(policy.max_wait, server_wait))
@@ -101,42 +102,62 @@ def _retry(
     if policy.deadline is not None:
         elapsed = (time.monotonic() if now is None else now) - state.started
         if elapsed + wait > policy.deadline:
-            return _give_up(Reason.DEADLINE_EXCEEDED, attempt, outcome, server_wait, dated)
+            return _give_up(Reason.DEADLINE_EXCEEDED, attempt, outcome, server_wait, dated, source)
     # The budget is asked last, so a retry refused by another rule never spends it.
     if admit is not None and status != 429 and not admit():
-        return _give_up(Reason.BUDGET_EXHAUSTED, attempt, outcome, server_wait, dated)
-    return Decision(Action.RETRY, wait, reason, attempt, status, kind, server_wait, dated)
+        return _give_up(Reason.BUDGET_EXHAUSTED, attempt, outcome, server_wait, dated, source)
+    return Decision(Action.RETRY, wait, reason, attempt, status, kind, server_wait, dated, source)
 
 
 def _give_up(
-    reason: Reason, attempt: int, outcome: Outcome, server_wait: float | None, dated: bool
+    reason: Reason,
+    attempt: int,
+    outcome: Outcome,
+    server_wait: float | None,
+    dated: bool,
+    source: str | None,
 ) -> Decision:
     return Decision(
-        Action.GIVE_UP, 0.0, reason, attempt, outcome.status, outcome.kind, server_wait, dated
+        Action.GIVE_UP,
+        0.0,
+        reason,
+        attempt,
+        outcome.status,
+        outcome.kind,
+        server_wait,
+        dated,
+        source,
     )
 
 
-_NO_WAIT: Final = (None, Reason.BACKOFF, False)
+_NO_WAIT: Final = (None, Reason.BACKOFF, False, None)
 
 
 def _server_wait(
     policy: Policy, outcome: Outcome, wall: float | None
-) -> tuple[float | None, Reason, bool]:
-    """The wait the server named, the reason naming its source, and whether it was a date."""
-    if outcome.status is None:
+) -> tuple[float | None, Reason, bool, str | None]:
+    """The wait the server named, the reason, whether it was a time, and the header it was in.
+
+    ``Retry-After`` first; without a valid one, the reset of an exhausted rate limit in any
+    dialect `read_limits` knows (on a 429, or when the tightest limit has nothing remaining).
+    """
+    status = outcome.status
+    if status is None:
         return _NO_WAIT
-    fields = wait_fields(outcome.headers)
-    if not fields:
+    headers = outcome.headers
+    if not headers:
         return _NO_WAIT
-    value = fields.get("retry-after")
+    value = header_value(headers, "Retry-After")
     if value is not None:
         wait = parse_retry_after(value, wall=wall)
         if wait is not None:
-            return wait, Reason.RETRY_AFTER, retry_after_is_date(value)
+            return wait, Reason.RETRY_AFTER, retry_after_is_date(value), "retry-after"
     if policy.rate_limit_headers:
-        wait = reset_from_fields(fields, status=outcome.status, wall=wall)
-        if wait is not None:
-            return wait, Reason.RATE_LIMIT_RESET, False
+        limits = read_limits(headers, wall=wall)
+        if limits is not None:
+            found = limits_wait(limits, status=status)
+            if found is not None:
+                return found[0], Reason.RATE_LIMIT_RESET, limits.dated, found[1]
     return _NO_WAIT
 
 

@@ -123,6 +123,9 @@ class QuotaState:
     #: (OpenAI's dialect) rather than the end of a window: its pace comes from its policy, not
     #: from ``remaining / reset``.
     refills: bool = False
+    #: True when the server sent the reset as an absolute time (a Unix time, an RFC 3339
+    #: timestamp, an HTTP-date): it names when the server expects traffic again.
+    dated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,8 @@ class Limits:
     #: The lower-case header name the tightest state (or, without states, the first policy)
     #: came from.
     source: str
+    #: The tightest state's reset was an absolute time (see `QuotaState.dated`).
+    dated: bool = False
 
 
 class AnnouncedRate(NamedTuple):
@@ -195,20 +200,24 @@ class _Clock:
         return self._now
 
 
+#: A reset in seconds from now, and whether the server sent it as an absolute time.
+_Reset = tuple[float, bool]
+
+
 def _clamp(seconds: float) -> float:
     if not seconds > 0.0:  # also NaN
         return 0.0
     return seconds if seconds < MAX_RESET else MAX_RESET
 
 
-def _from_number(number: float, clock: _Clock) -> float:
+def _from_number(number: float, clock: _Clock) -> _Reset:
     if number < EPOCH_SECONDS_FROM:
-        return _clamp(number)
+        return _clamp(number), False
     if number < EPOCH_MILLIS_FROM:
-        return _clamp(number - clock.now())
+        return _clamp(number - clock.now()), True
     if number < ABSURD_FROM:
-        return _clamp(number / 1000.0 - clock.now())
-    return MAX_RESET
+        return _clamp(number / 1000.0 - clock.now()), True
+    return MAX_RESET, False
 
 
 def _rfc3339(match: re.Match[str]) -> float | None:
@@ -232,21 +241,21 @@ def _rfc3339(match: re.Match[str]) -> float | None:
     return epoch
 
 
-def _reset_one(text: str, clock: _Clock) -> float | None:
+def _reset_one(text: str, clock: _Clock) -> _Reset | None:
     if _DECIMAL.fullmatch(text):
         return _from_number(float(text), clock)
     if _DURATION.fullmatch(text):
         total = sum(
             float(amount) * _DURATION_UNITS[unit] for amount, unit in _DURATION_PART.findall(text)
         )
-        return _clamp(total)
+        return _clamp(total), False
     match = _RFC3339.fullmatch(text)
     epoch = _rfc3339(match) if match is not None else parse_http_date(text, wall=clock.now())
-    return None if epoch is None else _clamp(epoch - clock.now())
+    return None if epoch is None else (_clamp(epoch - clock.now()), True)
 
 
-def _reset(value: str | None, clock: _Clock) -> float | None:
-    """A reset field's seconds from now; repeats that disagree give the longest."""
+def _reset(value: str | None, clock: _Clock) -> _Reset | None:
+    """A reset field's seconds from now and whether it was a time; repeats give the longest."""
     if value is None:
         return None
     text = value.strip(" \t")
@@ -255,12 +264,13 @@ def _reset(value: str | None, clock: _Clock) -> float | None:
     single = _reset_one(text, clock)
     if single is not None or "," not in text:
         return single
-    longest: float | None = None
+    longest: _Reset | None = None
     for part in text.split(","):
-        seconds = _reset_one(part.strip(" \t"), clock)
-        if seconds is None:
+        found = _reset_one(part.strip(" \t"), clock)
+        if found is None:
             return None
-        longest = seconds if longest is None else max(longest, seconds)
+        if longest is None or found[0] > longest[0]:
+            longest = found
     return longest
 
 
@@ -278,7 +288,8 @@ def parse_reset(
     """
     if not isinstance(value, str):
         return None
-    return _reset(value, _Clock(date, wall))
+    found = _reset(value, _Clock(date, wall))
+    return None if found is None else found[0]
 
 
 def _smallest_count(value: str | None) -> int | None:
@@ -484,10 +495,12 @@ def _triplet(
     remaining = _smallest_count(fields.get(remaining_name))
     # Discord's delay is explicit and free of clock skew: it wins over the absolute reset.
     reset: float | None = None
+    dated = False
     source = ""
     for name in (prefix + "reset-after", prefix + "reset"):
-        reset = _reset(fields.get(name), clock)
-        if reset is not None:
+        found_reset = _reset(fields.get(name), clock)
+        if found_reset is not None:
+            reset, dated = found_reset
             source = name
             break
     if remaining is None and reset is None:
@@ -502,7 +515,9 @@ def _triplet(
         policies = tuple(
             QuotaPolicy(p.name, p.quota, p.window, p.unit, partition) for p in policies
         )
-    state = QuotaState(None, remaining, reset, partition, "requests", source or remaining_name)
+    state = QuotaState(
+        None, remaining, reset, partition, "requests", source or remaining_name, dated=dated
+    )
     return policies, state, state.source
 
 
@@ -522,7 +537,8 @@ def _vendor(
         unit = "requests" if suffix in REQUEST_UNITS else suffix
         limit = _smallest_count(fields.get(names.get("limit", "")))
         remaining = _smallest_count(fields.get(names.get("remaining", "")))
-        reset = _reset(fields.get(names.get("reset", "")), clock)
+        found_reset = _reset(fields.get(names.get("reset", "")), clock)
+        reset, dated = (None, False) if found_reset is None else found_reset
         if limit is not None:
             # The reset is the time until the whole quota is back, so the quota refills at
             # (limit - remaining) / reset per second: the window is limit over that rate.
@@ -534,7 +550,9 @@ def _vendor(
             first = first or names["limit"]
         if remaining is not None or reset is not None:
             source = names["reset"] if reset is not None else names["remaining"]
-            states.append(QuotaState(suffix, remaining, reset, None, unit, source, refills=True))
+            states.append(
+                QuotaState(suffix, remaining, reset, None, unit, source, refills=True, dated=dated)
+            )
             first = first or source
     return policies, states, first
 
@@ -580,9 +598,12 @@ def read_limits(headers: Mapping[str, str] | Any, *, wall: float | None = None) 
         policies.extend(extra)
         known = tuple(policies)
         for label, remaining, t, partition in raw:
-            reset = None if t is None else _from_number(float(t), clock)
+            found_reset = None if t is None else _from_number(float(t), clock)
+            reset, dated = (None, False) if found_reset is None else found_reset
             unit = _unit_of(known, label, partition)
-            states.append(QuotaState(label, remaining, reset, partition, unit, "ratelimit"))
+            states.append(
+                QuotaState(label, remaining, reset, partition, unit, "ratelimit", dated=dated)
+            )
         if extra or raw:
             sources.append("ratelimit")
     present = fields.keys()
@@ -607,7 +628,12 @@ def read_limits(headers: Mapping[str, str] | Any, *, wall: float | None = None) 
         return Limits(tuple(policies), (), None, None, sources[0])
     tightest = min(states, key=_rank) if len(states) > 1 else states[0]
     return Limits(
-        tuple(policies), tuple(states), tightest.remaining, tightest.reset, tightest.source
+        tuple(policies),
+        tuple(states),
+        tightest.remaining,
+        tightest.reset,
+        tightest.source,
+        tightest.dated,
     )
 
 
@@ -636,13 +662,16 @@ def reset_wait(
 def announced_rate(limits: Limits) -> AnnouncedRate | None:
     """The pace ``limits`` announce, or None when they announce neither a rate nor concurrency.
 
-    The rate is the tightest over the request-unit quotas. A quota whose current state is known
-    (a ``RateLimit`` item of the same name and partition, or an anonymous dialect's
-    remaining/reset) gives ``remaining / reset``: what is left, spent evenly until the reset;
-    a policy without one gives ``quota / window``. ``concurrent-requests`` policies give the
-    in-flight limit instead; other units (``content-bytes``, ``tokens``) say nothing about a
-    request rate and are left out. Nothing remaining, or a zero quota, is a wait, not a rate
-    (see `reset_wait`), and gives no rate.
+    The rate is the tightest over the request-unit quotas. A policy gives ``quota / window``,
+    its sustained rate. When its current state is known (a ``RateLimit`` item of the same name
+    and partition) it gives the larger of that and ``remaining / reset`` (what is left, spent
+    evenly until the reset): a window with more left than its sustained rate would use may be
+    spent faster, and one with less is still refilled at the sustained rate once it resets (the
+    caller keeps within ``remaining`` until then, see `Limits.remaining`). An anonymous
+    dialect's state (no window announced) gives ``remaining / reset``.
+    ``concurrent-requests`` policies give the in-flight limit instead; other units
+    (``content-bytes``, ``tokens``) say nothing about a request rate and are left out. Nothing
+    remaining, or a zero quota, is a wait, not a rate (see `reset_wait`), and gives no rate.
     """
     rate: float | None = None
     partition: str | None = None
@@ -657,12 +686,17 @@ def announced_rate(limits: Limits) -> AnnouncedRate | None:
             continue
         candidate: float | None = None
         state = _state_of(limits.states, policy)
+        sustained = policy.quota / policy.window if policy.quota > 0 and policy.window else None
         if state is not None:
             paced.add(id(state))
             if state.remaining and state.reset:
                 candidate = state.remaining / state.reset
-        elif policy.quota > 0 and policy.window:
-            candidate = policy.quota / policy.window
+                if sustained is not None and sustained > candidate:
+                    candidate = sustained
+            elif state.remaining and sustained is not None:
+                candidate = sustained  # no reset named: the window restarts now
+        else:
+            candidate = sustained
         if candidate is not None and (rate is None or candidate < rate):
             rate, partition = candidate, policy.partition
     for state in limits.states:

@@ -1,4 +1,4 @@
-"""Reading the server's requested wait: ``Retry-After`` and the rate-limit reset fields.
+"""Reading the server's requested wait: ``Retry-After`` (rate-limit resets: `forbear._ratelimit`).
 
 Strict on purpose: RFC 9110 section 10.2.3 allows delta-seconds (ASCII digits; a fraction is
 tolerated) or an HTTP-date in one of three forms (section 5.6.7). Anything else, including
@@ -16,14 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "WAIT_FIELDS",
     "header_value",
     "parse_http_date",
     "parse_retry_after",
-    "rate_limit_reset",
     "retry_after_is_date",
-    "reset_from_fields",
-    "wait_fields",
 ]
 
 #: Waits are clamped here so that an absurd value stays a plain, comparable float.
@@ -49,19 +45,6 @@ _RFC850 = re.compile(
 _ASCTIME = re.compile(
     rf"{_DAY} {_MONTH} (?P<day>[ 0-9][0-9]) {_TIME} (?P<year>[0-9]{{4}})", re.ASCII
 )
-_RATELIMIT_T = re.compile(r"(?:^|[;,\s])(?:t|reset)=([0-9]+)(?=$|[;,\s])", re.ASCII)
-_RATELIMIT_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)=([0-9]+)(?=$|[;,\s])", re.ASCII)
-#: A reset value this large is a Unix time, not a number of seconds (GitHub's convention).
-_EPOCH_THRESHOLD = 1_000_000_000
-#: The reset fields read after the ``RateLimit`` field, each with its "remaining" companion.
-_RESET_FIELDS = (
-    ("ratelimit-reset", "ratelimit-remaining"),
-    ("x-ratelimit-reset", "x-ratelimit-remaining"),
-)
-#: The fields that can name a wait, lower-cased: `wait_fields` collects them in one pass.
-WAIT_FIELDS: frozenset[str] = frozenset(
-    {"retry-after", "ratelimit", *(name for pair in _RESET_FIELDS for name in pair)}
-)
 
 
 def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
@@ -83,27 +66,6 @@ def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
         return _dict_value(headers, name)
     value = headers.get(name)
     return value if isinstance(value, str) else None
-
-
-def wait_fields(headers: Mapping[str, str] | Any) -> dict[str, str]:
-    """The `WAIT_FIELDS` present in ``headers``, by lower-cased name, repeats joined by ``", "``.
-
-    One pass over the headers, whatever their type, instead of a lookup (and, for a plain dict,
-    a scan) per field. Never raises: headers it cannot read count as absent.
-    """
-    found: dict[str, str] = {}
-    if not headers:
-        return found
-    try:
-        multi = getattr(headers, "multi_items", None)
-        for key, value in multi() if multi is not None else headers.items():
-            if isinstance(key, str) and isinstance(value, str):
-                name = key.lower()
-                if name in WAIT_FIELDS:
-                    found[name] = f"{found[name]}, {value}" if name in found else value
-    except Exception:  # a header object that cannot be read names no wait
-        return {}
-    return found
 
 
 def _dict_value(headers: dict[Any, Any], name: str) -> str | None:
@@ -206,53 +168,4 @@ def _repeated(value: str) -> str | None:
                 part = value[: width - len(separator)]
                 if separator.join([part] * count) == value:
                     return part.strip(" \t")
-    return None
-
-
-def _reset_seconds(value: str | None, wall: float | None) -> float | None:
-    if value is None:
-        return None
-    value = value.strip(" \t")
-    if not _DELTA.fullmatch(value):
-        return None
-    seconds = float(value)
-    if seconds >= _EPOCH_THRESHOLD:
-        now = time.time() if wall is None else wall
-        seconds = max(seconds - now, 0.0)
-    return min(seconds, _LONGEST)
-
-
-def _only_match(pattern: re.Pattern[str], value: str) -> str | None:
-    found = set(pattern.findall(value))
-    return found.pop() if len(found) == 1 else None
-
-
-def rate_limit_reset(
-    headers: Mapping[str, str] | Any, *, status: int, wall: float | None = None
-) -> float | None:
-    """The reset of an exhausted rate-limit window, for responses without ``Retry-After``.
-
-    Read only from a 429 or from a response saying nothing remains: the reset of a window with
-    requests left says nothing about when to retry a 503.
-    """
-    return reset_from_fields(wait_fields(headers), status=status, wall=wall)
-
-
-def reset_from_fields(
-    fields: Mapping[str, str], *, status: int, wall: float | None = None
-) -> float | None:
-    """`rate_limit_reset` over the output of `wait_fields`."""
-    field = fields.get("ratelimit")
-    if field is not None:
-        remaining = _only_match(_RATELIMIT_REMAINING, field)
-        reset = _only_match(_RATELIMIT_T, field)
-        if reset is not None and (status == 429 or remaining == "0"):
-            return _reset_seconds(reset, wall)
-    for reset_name, remaining_name in _RESET_FIELDS:
-        reset_value = fields.get(reset_name)
-        if reset_value is None:
-            continue
-        remaining_value = fields.get(remaining_name)
-        if status == 429 or (remaining_value is not None and remaining_value.strip() == "0"):
-            return _reset_seconds(reset_value, wall)
     return None

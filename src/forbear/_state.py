@@ -71,7 +71,8 @@ class Reason(str, Enum):
     BODY_NOT_REPLAYABLE = "body-not-replayable"
     #: The server named a wait (``Retry-After``): waited in full.
     RETRY_AFTER = "retry-after"
-    #: The server named its rate-limit reset (``RateLimit``, ``X-RateLimit-Reset``, ...).
+    #: The server named its rate-limit reset (``RateLimit``, ``X-RateLimit-Reset``, ...): the
+    #: header it came from is `Decision.source`.
     RATE_LIMIT_RESET = "rate-limit-reset"
     #: No wait named: exponential backoff with jitter.
     BACKOFF = "backoff"
@@ -104,7 +105,9 @@ _REASON_TEXT: dict[Reason, str] = {
     Reason.NOT_SAFE_TO_RETRY: "the request may have reached the server and is not idempotent",
     Reason.BODY_NOT_REPLAYABLE: "the body was a one-shot stream: it cannot be sent again",
     Reason.RETRY_AFTER: "the server named a wait (Retry-After): waited in full",
-    Reason.RATE_LIMIT_RESET: "the server named its rate-limit reset: waited in full",
+    Reason.RATE_LIMIT_RESET: (
+        "the server named its rate-limit reset (the header is Decision.source): waited in full"
+    ),
     Reason.BACKOFF: "no wait named: exponential backoff with jitter",
     Reason.ATTEMPTS_EXHAUSTED: "the next send would exceed Policy.max_attempts",
     Reason.WAIT_EXCEEDS_MAX: "the server asked for longer than Policy.max_wait",
@@ -158,6 +161,9 @@ class Decision(NamedTuple):
     #: The server's wait was an absolute time (an HTTP-date, an epoch reset): it says when the
     #: server expects traffic again, not merely "later", so the gate may pause the whole origin.
     dated: bool = False
+    #: The lower-case name of the header the server's wait came from (``"retry-after"``,
+    #: ``"x-ratelimit-reset"``, ``"ratelimit"``, ...), or None when it named none.
+    source: str | None = None
 
     def describe(self) -> str:
         """One line for humans and exception notes: never contains header values."""
@@ -166,7 +172,10 @@ class Decision(NamedTuple):
             if self.status is not None
             else str(self.kind.value if self.kind else "?")
         )
-        text = f"#{self.attempt} {what}: {self.action.value} ({self.reason})"
+        reason = str(self.reason)
+        if self.reason == Reason.RATE_LIMIT_RESET and self.source:
+            reason = f"{reason} from {self.source}"
+        text = f"#{self.attempt} {what}: {self.action.value} ({reason})"
         if self.action is Action.RETRY:
             text += f" after {self.wait:.3f}s"
         return text

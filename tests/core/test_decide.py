@@ -392,6 +392,9 @@ def test_invalid_retry_after_falls_back_to_backoff(value: str) -> None:
         (503, {"RateLimit-Reset": "7", "RateLimit-Remaining": "0"}, 7.0),
         (503, {"X-RateLimit-Reset": "7", "X-RateLimit-Remaining": " 0 "}, 7.0),
         (503, {"RateLimit": '"default";r=0;t=7'}, 7.0),
+        (429, {"RateLimit": '"a";r=0;t=1, "b";r=0;t=7'}, 7.0),  # the latest exhausted reset
+        (429, {"X-RateLimit-Reset-After": "7", "X-RateLimit-Reset": "1"}, 7.0),
+        (429, {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "7s"}, 7.0),
     ],
 )
 def test_rate_limit_reset_stands_in_for_retry_after(
@@ -414,7 +417,6 @@ def test_rate_limit_reset_stands_in_for_retry_after(
         (429, {"RateLimit-Reset": "soon"}),
         (429, {"RateLimit-Reset": "-7"}),
         (429, {"RateLimit-Reset": "1e3"}),
-        (429, {"RateLimit": '"a";r=0;t=1, "b";r=0;t=2'}),
     ],
 )
 def test_rate_limit_reset_ignored_unless_exhausted_and_valid(
@@ -862,3 +864,39 @@ def test_reasons_are_an_enum_whose_values_are_the_slugs() -> None:
     assert {reason.value for reason in Reason} == set(REASONS)
     assert str(Reason.RETRY_AFTER) == f"{Reason.RETRY_AFTER}" == "retry-after"
     assert Reason.SUCCESS == "success"
+
+
+@pytest.mark.parametrize(
+    ("headers", "source", "dated"),
+    [
+        ({"Retry-After": "7"}, "retry-after", False),
+        ({"RateLimit": '"default";r=0;t=7'}, "ratelimit", False),
+        ({"RateLimit-Reset": "7"}, "ratelimit-reset", False),
+        ({"X-RateLimit-Reset": str(int(WALL) + 7)}, "x-ratelimit-reset", True),
+        ({"X-RateLimit-Reset": str((int(WALL) + 7) * 1000)}, "x-ratelimit-reset", True),
+        (
+            {"X-RateLimit-Reset-After": "7", "X-RateLimit-Reset": "1"},
+            "x-ratelimit-reset-after",
+            False,
+        ),
+        (
+            {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "7s"},
+            "x-ratelimit-reset-requests",
+            False,
+        ),
+    ],
+)
+def test_the_decision_names_the_header_its_wait_came_from(
+    headers: dict[str, str], source: str, dated: bool
+) -> None:
+    """``Decision.source`` is the header the wait came from; ``dated`` an absolute reset."""
+    decision = judge(response(429, headers), policy=NO_RA_JITTER)
+    assert (decision.source, decision.dated, decision.retry_after) == (source, dated, 7.0)
+    if decision.reason == "rate-limit-reset":
+        assert f"(rate-limit-reset from {source})" in decision.describe()
+
+
+def test_backoff_names_no_header() -> None:
+    """Without a server-named wait there is no source."""
+    decision = judge(response(503, {}), policy=EXACT)
+    assert (decision.reason, decision.source, decision.dated) == ("backoff", None, False)

@@ -240,7 +240,10 @@ def test_github_reset_is_epoch_seconds_against_the_date_header() -> None:
     }
     # The client's clock is years off: the Date header cancels the skew.
     found = limits(headers, wall=WALL)
-    assert found.states == (QuotaState(None, 0, 1247.0, "core", "requests", "x-ratelimit-reset"),)
+    assert found.states == (
+        QuotaState(None, 0, 1247.0, "core", "requests", "x-ratelimit-reset", dated=True),
+    )
+    assert found.dated
     assert found.policies == (QuotaPolicy(None, 60, None, "requests", "core"),)
     assert reset_wait(headers, status=403, wall=WALL) == (1247.0, "x-ratelimit-reset")
 
