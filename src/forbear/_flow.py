@@ -501,6 +501,9 @@ class Retrier:
         origin: str | None = None,
         override: Mapping[str, Any] | None = None,
         where: str = "overrides",
+        sent: Sent | None = None,
+        started: float | None = None,
+        on_event: EventHook | None = None,
     ) -> Flow:
         """The flow of one logical request, for a library that runs the loop itself.
 
@@ -510,8 +513,22 @@ class Retrier:
         its result (or ``throw`` its exception). It returns the response to hand back or the
         exception to raise. The runners `run_sync` / `run_async` drive it for ordinary
         clients.
+
+        ``sent`` is the first attempt when it was already made (its gate slot taken, its
+        headers set): a library that learns the request only from its first answer starts
+        the flow there, and ``started`` (monotonic) says when that attempt began, for the
+        deadline. ``on_event`` receives this request's events, besides the retrier's hook.
         """
-        return self._flow(method, url, headers, origin, override, where)
+        if sent is None:
+            return self._flow(method, url, headers, origin, override, where, None, on_event)
+        if origin is None:
+            origin = origin_of(str(url))
+        key = origin if self._key is None else self._key(str(url))
+        begun = self._first(key) if started is None else started
+        if started is not None and self.budget is not None:
+            self.budget.deposit(key, now=started)
+        first = (key, begun, sent)
+        return self._flow(method, url, headers, origin, override, where, first, on_event)
 
     def _flow(
         self,
@@ -522,6 +539,7 @@ class Retrier:
         override: Mapping[str, Any] | None,
         where: str,
         first: tuple[str, float, Sent] | None = None,
+        hook: EventHook | None = None,
     ) -> Flow:
         """One logical request, as effects. Returns the last response or the error to raise.
 
@@ -596,7 +614,7 @@ class Retrier:
             status = outcome.status
             if state is None:
                 if status is not None and status < 400:
-                    self._succeeded(key, outcome, method, url, started, request_id, held)
+                    self._succeeded(key, outcome, method, url, started, request_id, held, hook)
                     return response
                 state = RetryState.start(
                     method,
@@ -622,10 +640,11 @@ class Retrier:
             state = state.next(decision)
             if (
                 self.on_event is not None
+                or hook is not None
                 or _Hub.hooks
                 or logger.isEnabledFor(20 if decision.action is Action.RETRY else 10)
             ):
-                self._emit(decision, method, url, request_id, outcome.headers, held)
+                self._emit(decision, method, url, request_id, outcome.headers, held, hook)
             action = decision.action
             if action is Action.RETURN or action is Action.GIVE_UP:
                 if error is not None:
@@ -680,14 +699,15 @@ class Retrier:
         now: float,
         request_id: str | None = None,
         held: float = 0.0,
+        hook: EventHook | None = None,
     ) -> None:
         """A first attempt succeeded: the gate counts it; an event if anyone listens."""
         if self.gate is not None:
             self.gate.succeeded(key, outcome.headers, now)
-        if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+        if self.on_event is not None or hook is not None or _Hub.hooks or logger.isEnabledFor(10):
             decision = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, outcome.status)
             method = method if method.isupper() else method.upper()
-            self._emit(decision, method, url, request_id, outcome.headers, held)
+            self._emit(decision, method, url, request_id, outcome.headers, held, hook)
 
     def _added(self, method: str, headers: Mapping[str, str] | Any) -> dict[str, str] | None:
         added: dict[str, str] = {}
@@ -709,6 +729,7 @@ class Retrier:
         request_id: str | None,
         headers: Mapping[str, str] | Any,
         held: float,
+        hook: EventHook | None = None,
     ) -> None:
         if decision.status is not None:
             echoed = header_value(headers, "X-Request-Id")
@@ -720,8 +741,10 @@ class Retrier:
             logger.log(level, "%s", event.message(), extra={"forbear_event": event})
         if self.on_event is not None:
             self.on_event(event)
-        for hook in _Hub.hooks:
+        if hook is not None:
             hook(event)
+        for subscriber in _Hub.hooks:
+            subscriber(event)
 
 
 _DEFAULT_POLICY = Policy()

@@ -436,3 +436,21 @@ def test_resends_are_labelled_while_anyone_subscribes() -> None:
         unsubscribe()
     assert seen == [None, forbear.Sending(2, "GET", URL), forbear.Sending(3, "GET", URL)]
     assert forbear.sending() is None
+
+
+def test_a_flow_may_start_from_a_first_attempt_already_made() -> None:
+    """``flow(sent=...)`` judges the given first attempt, then goes on with the second."""
+    clock = Clock()
+    shared = retrier(clock=clock, policy=Policy(deadline=5.0, retry_after_jitter=0.0))
+    events: list[Event] = []
+    first = (("response", 1), None, Outcome.response(503, {"Retry-After": "3"}))
+    flow = shared.flow("GET", URL, {}, sent=first, started=clock.now - 2.5, on_event=events.append)
+    played = play(flow, [200], clock=clock)
+    assert played.sends == []  # the first attempt was made before the flow began
+    assert played.result == ("response", 1)  # 2.5 s gone + 3 s wait passes the 5 s deadline
+    assert [event.reason for event in events] == [Reason.DEADLINE_EXCEEDED]
+    again = shared.flow("GET", URL, {}, sent=first, on_event=events.append)
+    replayed = play(again, [200], clock=clock)
+    assert replayed.released == [("response", 1)]
+    assert replayed.result == ("response", 2)
+    assert events[-1].attempt == 2
