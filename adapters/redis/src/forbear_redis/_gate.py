@@ -163,6 +163,24 @@ class FleetGate:
         """The pacing rate for ``key`` in sends per second, or None while it is not paced."""
         return self.rates().get(key)
 
+    def set_rate(self, key: str, rate: float) -> bool:
+        """Pace ``key`` fleet-wide at ``rate`` sends per second from now (a documented limit,
+        say); the fleet keeps probing from there. False when Redis did not answer."""
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate!r}")
+        entry = self._entry(key)
+        try:
+            self._store.run(
+                lambda client: self._store.set_rate(
+                    keys=[entry.redis_key], args=[float(rate), self._ttl_ms], client=client
+                )
+            )
+        except StoreDown:
+            return False
+        entry.seen = entry.paced = True
+        entry.rate = float(rate)
+        return True
+
     # -- the reservation (one script, performed by the core's runner) ----------------------
 
     def reserve_sync(self, key: str) -> float:

@@ -16,7 +16,7 @@ pacing spell (the hash expires after ``ttl``), so a worker that starts later sta
 
 from __future__ import annotations
 
-__all__ = ["EPOCH_OFFSET", "RESERVE", "SYNC", "UNLOCK"]
+__all__ = ["EPOCH_OFFSET", "RESERVE", "SET_RATE", "SYNC", "UNLOCK"]
 
 #: Subtracted from the server's Unix time so that a Lua double keeps microseconds.
 EPOCH_OFFSET = 1_700_000_000
@@ -256,3 +256,18 @@ UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+#: KEYS[1] a key's gate hash; ARGV: a rate (sends per second), ttl (ms). The fleet paces the
+#: key at that rate from now on, as if it had measured it.
+SET_RATE = (
+    _COMMON
+    + """
+local now = clock()
+local s = load(KEYS[1])
+local rate = tonumber(ARGV[1])
+s.measured = 1; s.hold = rate; s.paced = 0
+start_pacing(s, now, rate)
+save(KEYS[1], s, tonumber(ARGV[2]))
+return 1
+"""
+)

@@ -64,6 +64,7 @@ class Store:
         self.reserve = self._client.register_script(_scripts.RESERVE)
         self.sync = self._client.register_script(_scripts.SYNC)
         self.unlock = self._client.register_script(_scripts.UNLOCK)
+        self.set_rate = self._client.register_script(_scripts.SET_RATE)
 
     def __repr__(self) -> str:
         return f"Store({self.where}, {'up' if self.up else 'down'})"
