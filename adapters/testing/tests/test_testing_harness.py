@@ -5,14 +5,13 @@ tokens, a request that will not wait)."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
-import anyio
 import httpx
 import pytest
 
-from forbear import Action, ErrorKind, Retrier
+from forbear import ErrorKind, Outcome, Retrier
 from forbear_testing import (
     SCENARIOS,
     Result,
@@ -30,7 +29,6 @@ _KINDS: tuple[tuple[type[httpx.TransportError], ErrorKind], ...] = (
     (httpx.ReadError, ErrorKind.DISCONNECT),
     (httpx.RemoteProtocolError, ErrorKind.PROTOCOL),
 )
-_FINAL = (Action.RETURN, Action.GIVE_UP)
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -53,91 +51,112 @@ def _retrier(ctx: SendContext) -> Retrier:
     )
 
 
+class _Request(NamedTuple):
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: Any
+
+
+def _failure(error: Exception) -> ErrorKind | None:
+    return kind_of(error) if isinstance(error, httpx.TransportError) else None
+
+
+def _outcome(response: httpx.Response) -> Outcome:
+    return Outcome.response(response.status_code, response.headers)
+
+
+class _SyncHttpx:
+    """A `forbear.SyncAdapter` over a plain `httpx.Client`: the four translations, no rule."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self.outcome = _outcome
+        self.failure = _failure
+
+    def send(self, request: _Request, headers: Mapping[str, str] | None) -> httpx.Response:
+        built = self.client.build_request(
+            request.method,
+            request.url,
+            headers={**request.headers, **(headers or {})},
+            content=request.content,
+        )
+        return self.client.send(built, stream=True)
+
+    def replayable(self, request: _Request) -> bool:
+        return not isinstance(request.content, Iterator)
+
+    def release(self, response: httpx.Response) -> None:
+        response.close()
+
+
+class _AsyncHttpx:
+    """The same over `httpx.AsyncClient` (a `forbear.AsyncAdapter`)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.outcome = _outcome
+        self.failure = _failure
+
+    async def send(self, request: _Request, headers: Mapping[str, str] | None) -> httpx.Response:
+        built = self.client.build_request(
+            request.method,
+            request.url,
+            headers={**request.headers, **(headers or {})},
+            content=request.content,
+        )
+        return await self.client.send(built, stream=True)
+
+    def replayable(self, request: _Request) -> bool:
+        return isinstance(request.content, (bytes, type(None)))
+
+    async def release(self, response: httpx.Response) -> None:
+        await response.aclose()
+
+
 class ReferenceDriver:
-    """The adapter loop described in `forbear.Retrier`'s module, over plain httpx (sync)."""
+    """Plain httpx through the core's sync runner (`Retrier.run_sync`), as an adapter does."""
 
     name = "reference-sync"
 
     def send(self, ctx: SendContext) -> list[Result]:
         retrier = _retrier(ctx)
         with httpx.Client(**_client_args(ctx)) as client:  # type: ignore[arg-type]
-            return ctx.gather(lambda: self._one(client, retrier, ctx))
+            adapter = _SyncHttpx(client)
+            return ctx.gather(lambda: self._one(adapter, retrier, ctx))
 
-    def _one(self, client: httpx.Client, retrier: Retrier, ctx: SendContext) -> Result:
-        content = ctx.content()
-        call = retrier.begin(
-            ctx.method, ctx.url, ctx.headers, replayable=not isinstance(content, Iterator)
-        )
-        while True:
-            time.sleep(call.gate_delay())
-            headers = {**ctx.headers, **call.headers()}
-            auth = call.auth_sync()
-            if auth is not None:
-                headers[auth[0]] = auth[1]
-            request = client.build_request(ctx.method, ctx.url, headers=headers, content=content)
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                decision = call.on_error(kind_of(exc))
-                if decision.action in _FINAL:
-                    add_note(exc, call.note())
-                    return Result.failure(exc, kind_of(exc))
-                time.sleep(decision.wait)
-                continue
-            decision = call.on_response(response.status_code, response.headers)
-            if decision.action in _FINAL:
-                return Result.response(response.status_code, response.read())
-            response.close()
-            if decision.action is Action.REAUTH:
-                call.reauth_sync()
-            else:
-                time.sleep(decision.wait)
+    def _one(self, adapter: _SyncHttpx, retrier: Retrier, ctx: SendContext) -> Result:
+        request = _Request(ctx.method, ctx.url, dict(ctx.headers), ctx.content())
+        try:
+            response = retrier.run_sync(adapter, request, ctx.method, ctx.url, ctx.headers)
+        except httpx.TransportError as exc:
+            return Result.failure(exc, kind_of(exc))
+        return Result.response(response.status_code, response.read())
 
 
 class AsyncReferenceDriver:
-    """The same loop for httpx.AsyncClient, sleeping with anyio (cancellable)."""
+    """The same through the async runner (`Retrier.run_async`, sleeping with anyio)."""
 
     name = "reference-async"
 
     async def send(self, ctx: SendContext) -> list[Result]:
         retrier = _retrier(ctx)
         async with httpx.AsyncClient(**_client_args(ctx)) as client:  # type: ignore[arg-type]
-            return await ctx.agather(lambda: self._one(client, retrier, ctx))
+            adapter = _AsyncHttpx(client)
+            return await ctx.agather(lambda: self._one(adapter, retrier, ctx))
 
-    async def _one(self, client: httpx.AsyncClient, retrier: Retrier, ctx: SendContext) -> Result:
-        content = ctx.acontent()
-        call = retrier.begin(
-            ctx.method, ctx.url, ctx.headers, replayable=isinstance(content, (bytes, type(None)))
-        )
-        while True:
-            await anyio.sleep(call.gate_delay())
-            headers = {**ctx.headers, **call.headers()}
-            auth = await call.auth_async()
-            if auth is not None:
-                headers[auth[0]] = auth[1]
-            request = client.build_request(ctx.method, ctx.url, headers=headers, content=content)
-            try:
-                response = await client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                decision = call.on_error(kind_of(exc))
-                if decision.action in _FINAL:
-                    add_note(exc, call.note())
-                    return Result.failure(exc, kind_of(exc))
-                await anyio.sleep(decision.wait)
-                continue
-            decision = call.on_response(response.status_code, response.headers)
-            if decision.action in _FINAL:
-                return Result.response(response.status_code, await response.aread())
-            await response.aclose()
-            if decision.action is Action.REAUTH:
-                await call.reauth_async()
-            else:
-                await anyio.sleep(decision.wait)
+    async def _one(self, adapter: _AsyncHttpx, retrier: Retrier, ctx: SendContext) -> Result:
+        request = _Request(ctx.method, ctx.url, dict(ctx.headers), ctx.acontent())
+        try:
+            response = await retrier.run_async(adapter, request, ctx.method, ctx.url, ctx.headers)
+        except httpx.TransportError as exc:
+            return Result.failure(exc, kind_of(exc))
+        return Result.response(response.status_code, await response.aread())
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
 def test_reference_sync_driver_passes(scenario: Scenario, conformance_env: ScenarioEnv) -> None:
-    """The core's public API, driven by a plain sync loop, passes every scenario."""
+    """Plain httpx through the core's public runner passes every scenario."""
     run_scenario(ReferenceDriver(), scenario, conformance_env)
 
 
