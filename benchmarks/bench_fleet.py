@@ -54,6 +54,8 @@ class Result:
     lost: int
     rate_limited: int
     redis_calls: int
+    #: The fleet's pacing rate for the origin when the run ended (0: not paced).
+    final_rate: float
     errors: dict[str, int]
 
     @property
@@ -113,10 +115,12 @@ def _worker(
 
     finish, counts = asyncio.run(crawl())
     calls = 0
+    rates: list[float] = []
     if fleet is not None:
         calls = fleet.store.calls
+        rates = list(fleet.gate.rates().values())
         fleet.close()
-    out.put((finish, dict(counts), calls))
+    out.put((finish, dict(counts), calls, rates))
 
 
 def _run(
@@ -160,10 +164,10 @@ def _run(
     reports = [out.get(timeout=ideal * TIME_LIMIT_FACTOR + 60) for _ in processes]
     for process in processes:
         process.join(timeout=30)
-    wall = max(finish for finish, _, _ in reports) - start
+    wall = max(report[0] for report in reports) - start
     counts: Counter[str] = Counter()
-    for _, worker_counts, _ in reports:
-        counts.update(worker_counts)
+    for report in reports:
+        counts.update(report[1])
     time.sleep(0.2)  # nginx writes each log line at once; let the last ones land
     statuses = nginx.statuses()
     statuses.subtract(before)
@@ -175,7 +179,8 @@ def _run(
         ok=ok,
         lost=urls - ok,
         rate_limited=statuses.get(429, 0),
-        redis_calls=sum(calls for _, _, calls in reports),
+        redis_calls=sum(report[2] for report in reports),
+        final_rate=max((rate for report in reports for rate in report[3]), default=0.0),
         errors={key: n for key, n in counts.items() if key != "200" and n},
     )
 
@@ -268,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             print(
                 f"{name}: {result.ratio:.2f}x ideal ({result.wall:.2f} s), "
-                f"{result.rate_limited} 429s, {result.lost} lost {result.errors or ''}",
+                f"{result.rate_limited} 429s, {result.lost} lost, "
+                f"final rate {result.final_rate:.0f}/s {result.errors or ''}",
                 flush=True,
             )
     print()

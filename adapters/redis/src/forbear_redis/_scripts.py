@@ -105,8 +105,11 @@ local function on_429(s, now, n, cfg)
   if not is_paced(s, now, cfg) then
     start_pacing(s, now, first_guess(s, now))
   elseif now - get(s, 'last429', NEG) > 0.5 then
-    -- The first 429 after a calm spell: the rate probed at just crossed the server's.
-    s.hold = math.max(s.rate * cfg.hold, 1); s.rate = s.hold; s.measured = 1
+    -- The first 429 after a calm spell: the rate probed at just crossed the server's. A
+    -- doubling guess crossed it within its last doubling: half of it is below the server's.
+    local factor = cfg.hold
+    if get(s, 'measured', 0) == 0 then factor = 0.5 end
+    s.hold = math.max(s.rate * factor, 1); s.rate = s.hold; s.measured = 1
     s.ep_start = now; s.ep_ok = 0
   elseif now - s.ep_start >= cfg.measure_after and get(s, 'ep_ok', 0) > 0
          and now - s.last429 <= 0.25 and get(s, 'last_delayed', NEG) >= s.ep_start then
