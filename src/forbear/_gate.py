@@ -4,53 +4,51 @@ Sans-IO: the gate never sleeps. `HostGate.delay` reserves the caller's send slot
 long to wait for it; `HostGate.observe` feeds it each decision. One short lock guards the
 bookkeeping, so the same gate serves threads, asyncio and trio alike.
 
-Two mechanisms, both idle until an origin misbehaves:
+Two mechanisms, both idle until an origin limits:
 
-- Pacing. After an origin's first 429 its sends go through a per-origin pacer (a token bucket
-  holding at most `burst` tokens) whose rate is learned from the server. While the client keeps
-  a token-bucket limiter empty, the successes between 429s divided by the time between them is
-  the server's rate; the pacer holds at `hold` (0.95) of it, then probes upward slowly and
-  cubically (a plateau, not a sawtooth: each late 429 costs its request a full Retry-After).
-  ``RateLimit-Policy`` / ``RateLimit`` / ``X-RateLimit-*`` headers, when sent, set it directly.
-- Pause. A wait that carries real information (a 503 naming one, an HTTP-date, or a long wait
-  from a fixed-window limit) holds every send to the origin until it passes. A short
+- Pacing. Once an origin announces a limit or sends a 429, its sends go through a per-origin
+  pacer (a token bucket holding at most `burst` tokens).
+  - Announced limits come first: the first response of an origin and then one a second (every
+    one while paced) is read with `forbear._ratelimit.read_limits` in every dialect. The
+    tightest announced request rate (`announced_rate`) sets the pace; the tightest current
+    limit's ``remaining`` is a budget the pacer keeps within until its reset (nothing remaining
+    pauses the origin until then); a ``concurrent-requests`` quota caps the sends in flight.
+    Partitions (``pk``, a vendor's bucket) are kept apart: each has its own announced rate, and
+    the key is paced at the tightest one heard from lately.
+  - Without announcements, the first 429 starts pacing at a rate the process learned earlier
+    for the key (kept `remember` seconds after pacing ends), else at what the origin accepted
+    lately, and doubles it on a short schedule until the server objects. While the client keeps
+    a token-bucket limiter empty, the successes between 429s divided by the time between them
+    is the server's rate; the pacer holds at `hold` of it, then probes upward: flat for a
+    second, then faster and faster (each late 429 costs its request a full Retry-After, so a
+    probe is a plateau, not a sawtooth).
+- Pause. A wait that carries real information (a 503 naming one, an absolute time, or a long
+  wait from a fixed-window limit) holds every send to the origin until it passes. A short
   ``Retry-After: 1`` from a fast-refilling bucket does not stop the whole pipe.
+
+An origin that neither announces a limit nor refuses a send is never paced: `free` stays True
+and a success takes no lock (but once a second, to roll its counters and read its headers).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._retry_after import header_value
+from ._ratelimit import announced_rate, read_limits
 from ._state import Decision, Reason
 
 __all__ = ["HostGate", "origin_of"]
 
-#: ``"name";q=100;w=60`` (current draft) or ``100;w=60`` (the widely deployed older draft).
-_POLICY_QUOTA = re.compile(r"(?:^\s*(?=[0-9])|(?:^|[;,\s])(?:q|limit)=)([0-9]+)", re.ASCII)
-_POLICY_WINDOW = re.compile(r"[;\s]w=([0-9]+)", re.ASCII)
-_FIELD_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)=([0-9]+)", re.ASCII)
-_FIELD_RESET = re.compile(r"(?:^|[;,\s])(?:t|reset)=([0-9]+)", re.ASCII)
-
-
-#: A count longer than this is no count a server means; reading it would overflow a float
-#: (or pass Python's limit on ``int(str)``), so the field is ignored instead.
-_MAX_DIGITS = 15
-
-
-def _count(text: str | None) -> int | None:
-    """A header's non-negative decimal count, or None for anything else (or too many digits)."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
-        return None
-    return int(text)
+_NEVER = float("-inf")
+#: An announced partition not heard from for this long no longer sets the pace.
+_PARTITION_STALE = 10.0
+#: The slowest pace the gate keeps, in sends per second.
+_SLOWEST = 0.01
 
 
 def origin_of(url: str) -> str:
@@ -89,6 +87,19 @@ class _Origin:
     idle_probe: float = 0.0
     last_probe: float = float("-inf")
     paused_until: float = float("-inf")
+    #: Announced: at most `budget` more sends before `budget_until` (-1: none known).
+    budget: int = -1
+    budget_until: float = float("-inf")
+    #: Announced rates by partition (``pk``; None for none): (sends per second, when heard).
+    partitions: dict[str | None, tuple[float, float]] | None = None
+    #: Announced ``concurrent-requests`` quota (0: none) and the slots of sends in flight.
+    limit: int = 0
+    flying: deque[float] | None = None
+    #: A running estimate of a send's duration (for the in-flight limit).
+    latency: float = 0.0
+    #: While paced: sends reserved and attempts answered (their difference is in flight).
+    reserved: int = 0
+    answered: int = 0
 
 
 class HostGate:
@@ -96,7 +107,11 @@ class HostGate:
 
     ``key`` maps a URL to the unit a server limits by (default: its origin; use your own for
     limits per API key or per route). ``burst`` is the most sends released at once after any
-    wait; ``pause_after`` the shortest plain ``Retry-After`` that pauses the whole origin.
+    wait; ``hold`` the fraction of a measured or announced rate the pacer keeps to;
+    ``pause_after`` the shortest plain ``Retry-After`` that pauses the whole origin;
+    ``calm_after`` the seconds without a 429 or a held-back send after which an origin goes
+    back to the free path; ``remember`` how long a rate learned from 429s is kept after that,
+    so a later crawl of the same key starts at it.
     """
 
     def __init__(
@@ -104,10 +119,11 @@ class HostGate:
         *,
         key: Callable[[str], str] = origin_of,
         burst: int = 2,
-        hold: float = 0.95,
+        hold: float = 0.97,
         pause_after: float = 5.0,
         calm_after: float = 30.0,
         idle_expiry: float = 300.0,
+        remember: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if burst < 1:
@@ -120,9 +136,12 @@ class HostGate:
         self._pause_after = pause_after
         self._calm_after = calm_after
         self._idle_expiry = idle_expiry
+        self._remember = remember
         self._clock = clock
         self._lock = threading.Lock()
         self._origins: dict[str, _Origin] = {}
+        #: Rates learned from 429s, kept after pacing ends: key -> (rate, kept until).
+        self._learned: dict[str, tuple[float, float]] = {}
         self._last_sweep = clock()
 
     def __repr__(self) -> str:
@@ -133,16 +152,16 @@ class HostGate:
     def free(self, key: str) -> bool:
         """Whether sends to ``key`` go at once (not paced, not paused): no slot to reserve."""
         entry = self._origins.get(key)
-        return entry is None or (not entry.paced and entry.paused_until == float("-inf"))
+        return entry is None or (not entry.paced and entry.paused_until == _NEVER)
 
     def delay(self, key: str, *, now: float | None = None) -> float:
         """Reserve the next send slot for ``key``; the seconds to wait before sending."""
         entry = self._origins.get(key)
-        if entry is None or (not entry.paced and entry.paused_until == float("-inf")):
+        if entry is None or (not entry.paced and entry.paused_until == _NEVER):
             return 0.0
         with self._lock:
             now = self._clock() if now is None else now
-            return self._reserve(entry, now)
+            return self._reserve(key, entry, now)
 
     def succeeded(
         self, key: str, headers: Mapping[str, str] | Any = None, now: float = 0.0
@@ -152,13 +171,14 @@ class HostGate:
         if entry is not None and not entry.paced and now - entry.window_start < 1.0:
             entry.window_successes += 1
             return
-        # Once a second (or while paced), roll the window and keep the origin alive, locked.
+        # Once a second (or while paced), roll the window, read the headers and keep the origin
+        # alive, locked.
         with self._lock:
             if entry is None:
                 entry = self._origins[key] = _Origin(last_seen=now, window_start=now)
                 self._maybe_sweep(now)
             entry.last_seen = now
-            self._on_success(entry, now, headers)
+            self._on_success(key, entry, now, headers)
 
     def observe(
         self,
@@ -180,14 +200,17 @@ class HostGate:
                 entry = self._origins[key] = _Origin(last_seen=now, window_start=now)
                 self._maybe_sweep(now)
             entry.last_seen = now
+            entry.answered += 1
+            if entry.flying:
+                self._landed(entry)
             if status == 429:
-                self._on_rate_limited(entry, now, headers)
+                self._on_rate_limited(key, entry, now, headers)
             if (
                 decision.retry_after is not None
                 and decision.retry_after > 0.0
                 and decision.reason != Reason.WAIT_EXCEEDS_MAX  # nobody honours it
             ):
-                self._maybe_pause(entry, now, decision)
+                self._maybe_pause(key, entry, now, decision)
 
     def rate(self, key: str) -> float | None:
         """The pacing rate for ``key`` in sends per second, or None while it is not paced."""
@@ -201,37 +224,79 @@ class HostGate:
     def paused_until(self, key: str) -> float | None:
         """The monotonic time until which ``key`` is paused, or None."""
         entry = self._origins.get(key)
-        if entry is None or entry.paused_until == float("-inf"):
+        if entry is None or entry.paused_until == _NEVER:
             return None
         return entry.paused_until
 
+    def learned(self, key: str, *, now: float | None = None) -> float | None:
+        """The rate learned for ``key`` from its 429s and still remembered, or None."""
+        kept = self._learned.get(key)
+        now = self._clock() if now is None else now
+        return kept[0] if kept is not None and kept[1] > now else None
+
     # -- internals (under the lock) -------------------------------------------------------
 
-    def _reserve(self, entry: _Origin, now: float) -> float:
+    def _reserve(self, key: str, entry: _Origin, now: float) -> float:
         start = max(now, entry.paused_until)
         if not entry.paced:
             if entry.paused_until <= now:
-                entry.paused_until = float("-inf")
+                entry.paused_until = _NEVER
             return start - now
         # Calm counts from the end of a pause: requests that waited out a long pause on their
         # own are released by the pacer, not all at once.
         quiet_since = max(entry.last_429, entry.last_delayed, entry.paused_until)
         if now - quiet_since > self._calm_after:
-            entry.paced = False  # calm for a while: back to the free path
+            self._calm(key, entry, now)
             return start - now
         if not entry.measured:
             # A first guess grows on a schedule: a crowd reserving at once follows it, slot by
-            # slot, rather than keeping the guess (1/s with no successes seen) for all of them.
+            # slot, rather than keeping the guess for all of them.
             self._probe(entry, max(start, entry.next_free))
         interval = 1.0 / entry.rate
         # At most `burst` tokens bank up while idle, so a wait never ends in a stampede.
         earliest = max(entry.next_free, start - (self._burst - 1) * interval)
         slot = max(start, earliest)
+        if entry.budget >= 0:
+            if slot >= entry.budget_until:
+                entry.budget = -1  # its window reset: the next response says what is left
+            elif entry.budget == 0:
+                slot = entry.budget_until  # spent: wait for the reset
+                earliest = slot
+                entry.budget = -1
+            else:
+                entry.budget -= 1
+        if entry.limit:
+            flying = entry.flying
+            assert flying is not None
+            if len(flying) >= entry.limit:
+                # The send that frees a place: the oldest in flight beyond the limit.
+                ends = flying[len(flying) - entry.limit] + entry.latency
+                if ends > slot:
+                    slot = earliest = ends
+            flying.append(slot)
         entry.next_free = earliest + interval
+        entry.reserved += 1
         if slot > now:
             entry.last_delayed = now
         self._probe(entry, now)
         return slot - now
+
+    def _calm(self, key: str, entry: _Origin, now: float) -> None:
+        """Calm for a while: back to the free path, the rate learned from 429s remembered."""
+        if entry.measured and entry.header_rate is None:
+            self._learned[key] = (entry.hold_rate, now + self._remember)
+        entry.paced = False
+        entry.budget = -1
+        entry.limit = 0
+        entry.flying = None
+
+    def _landed(self, entry: _Origin) -> None:
+        """A send to an origin with an in-flight limit answered: it no longer counts."""
+        flying = entry.flying
+        assert flying is not None
+        sent = flying.popleft()
+        took = max(self._clock() - sent, 0.0)
+        entry.latency = took if entry.latency == 0.0 else 0.8 * entry.latency + 0.2 * took
 
     def _roll_window(self, entry: _Origin, now: float) -> None:
         if now - entry.window_start >= 1.0:
@@ -241,43 +306,66 @@ class HostGate:
             entry.window_successes = 0
             entry.window_start = now
 
-    def _on_success(self, entry: _Origin, now: float, headers: Any) -> None:
+    def _on_success(self, key: str, entry: _Origin, now: float, headers: Any) -> None:
         self._roll_window(entry, now)
         entry.window_successes += 1
         entry.episode_successes += 1
-        if headers is not None:
-            self._rate_from_headers(entry, headers)
+        entry.answered += 1
+        if entry.flying:
+            self._landed(entry)
+        if headers:
+            # A success's ``now`` may be when its request started: announcements count from now.
+            self._announced(key, entry, self._clock(), headers)
 
-    def _on_rate_limited(self, entry: _Origin, now: float, headers: Any) -> None:
+    def _start(self, key: str, entry: _Origin, now: float, rate: float, measured: bool) -> None:
+        """A new pacing spell at ``rate``: learned afresh, unless the process knows better."""
+        entry.paced = True
+        entry.rate = entry.hold_rate = max(rate, _SLOWEST)
+        entry.measured = measured
+        entry.header_rate = None
+        entry.next_free = now
+        entry.last_delayed = max(entry.last_delayed, now)  # calm counts from the spell's start
+        entry.reserved = entry.answered = 0
+        entry.episode_start, entry.episode_successes = now, 0
+        entry.idle_probe = 0.0
+        entry.last_probe = _NEVER
+        kept = self._learned.get(key)
+        if kept is not None and not measured:
+            if kept[1] > now:
+                entry.rate = entry.hold_rate = kept[0]
+                entry.measured = True
+            else:
+                del self._learned[key]
+
+    def _first_guess(self, entry: _Origin, now: float) -> float:
+        """What the origin accepted lately, in sends per second (at least one)."""
+        span = max(now - entry.window_start + (1.0 if entry.previous_successes else 0.0), 0.1)
+        seen = entry.window_successes + entry.previous_successes
+        return max(seen / span, 1.0)
+
+    def _on_rate_limited(self, key: str, entry: _Origin, now: float, headers: Any) -> None:
         self._roll_window(entry, now)
         if not entry.paced:
             # A first guess from recent successes; the first run of 429s corrects it quickly.
-            span = max(now - entry.window_start + (1.0 if entry.previous_successes else 0.0), 0.1)
-            seen = entry.window_successes + entry.previous_successes
-            entry.paced = True
-            entry.rate = entry.hold_rate = max(seen / span * 0.5, 1.0)
-            # A new pacing spell (the first, or one after calm) learns the rate afresh.
-            entry.measured, entry.header_rate = False, None
-            entry.next_free = now
-            entry.episode_start, entry.episode_successes = now, 0
+            guess = max(self._first_guess(entry, now) * 0.5, 1.0)
+            self._start(key, entry, now, guess, measured=False)
         elif now - entry.last_429 > 0.5:
             # The first 429 after a calm spell: the rate we were probing at just crossed the
-            # server's.
-            # Hold just under it.
-            entry.hold_rate = max(entry.rate * self._hold, 1.0)
+            # server's. Hold just under it.
+            entry.hold_rate = max(entry.rate * self._hold, _SLOWEST)
             entry.rate = entry.hold_rate
             entry.measured = True
             entry.episode_start, entry.episode_successes = now, 0
         elif now - entry.episode_start >= 0.05 and entry.episode_successes > 0:
             # Inside a run of 429s the limiter is empty: what got through is its rate.
             measured = entry.episode_successes / (now - entry.episode_start)
-            entry.hold_rate = max(measured * self._hold, 1.0)
+            entry.hold_rate = max(measured * self._hold, _SLOWEST)
             entry.rate = min(entry.rate, entry.hold_rate)
             entry.measured = True
         entry.last_429 = now
         entry.idle_probe = 0.0
-        if headers is not None:
-            self._rate_from_headers(entry, headers)
+        if headers:
+            self._announced(key, entry, now, headers)
 
     def _probe(self, entry: _Origin, now: float) -> None:
         if entry.header_rate is not None:
@@ -288,7 +376,7 @@ class HostGate:
             # Only a first guess so far: double every half second until the server objects.
             entry.rate = entry.hold_rate * 2.0 ** min(calm / 0.5, 10.0)
         else:
-            if now - entry.last_delayed > 0.5 and entry.last_probe > float("-inf"):
+            if now - entry.last_delayed > 0.5 and entry.last_probe > _NEVER:
                 # Nobody waited on the pacer lately: the rate is not what limits the client.
                 entry.idle_probe += max(now - entry.last_probe, 0.0)
             entry.last_probe = max(entry.last_probe, now)
@@ -297,45 +385,50 @@ class HostGate:
                 # Cubic growth from the hold: flat near the plateau, bolder once it stays calm.
                 entry.rate = entry.hold_rate * min(1.0 + 0.02 * (busy - 1.0) ** 3, 10.0)
 
-    def _rate_from_headers(self, entry: _Origin, headers: Any) -> None:
-        quota_policy = header_value(headers, "RateLimit-Policy") or header_value(
-            headers, "X-RateLimit-Policy"
-        )
-        if quota_policy:
-            quota_match = _POLICY_QUOTA.search(quota_policy)
-            window_match = _POLICY_WINDOW.search(quota_policy)
-            quota = _count(quota_match[1] if quota_match else None)
-            window = _count(window_match[1] if window_match else None)
-            if quota is not None and window:
-                entry.header_rate = max(quota / window * self._hold, 0.01)
-                entry.rate = entry.hold_rate = entry.header_rate
-                return
-        field_value = header_value(headers, "RateLimit")
-        remaining_text: str | None = None
-        reset_text: str | None = None
-        if field_value:
-            remaining, reset = (
-                _FIELD_REMAINING.search(field_value),
-                _FIELD_RESET.search(field_value),
-            )
-            remaining_text = remaining[1] if remaining else None
-            reset_text = reset[1] if reset else None
-        else:
-            remaining_text = header_value(headers, "RateLimit-Remaining") or header_value(
-                headers, "X-RateLimit-Remaining"
-            )
-            reset_text = header_value(headers, "RateLimit-Reset") or header_value(
-                headers, "X-RateLimit-Reset"
-            )
-        left, reset_seconds = _count(remaining_text), _count(reset_text)
-        if left is None or reset_seconds is None:
+    def _announced(self, key: str, entry: _Origin, now: float, headers: Any) -> None:
+        """Pace by what the server announces (see the module's notes); no announcement: no-op."""
+        limits = read_limits(headers)
+        if limits is None:
             return
-        if 0 < reset_seconds < 1_000_000_000 and left > 0:
-            # Spread what is left of the window over the time left in it.
-            entry.header_rate = max(left / reset_seconds, 0.01)
-            entry.rate = entry.hold_rate = entry.header_rate
+        pace = announced_rate(limits)
+        if pace is not None:
+            if pace.rate is not None:
+                partitions = entry.partitions
+                if partitions is None:
+                    partitions = entry.partitions = {}
+                partitions[pace.partition] = (max(pace.rate * self._hold, _SLOWEST), now)
+                rate = min(
+                    announced
+                    for announced, heard in partitions.values()
+                    if now - heard < _PARTITION_STALE or heard == now
+                )
+                if not entry.paced:
+                    self._start(key, entry, now, rate, measured=True)
+                entry.header_rate = entry.rate = entry.hold_rate = rate
+            if pace.concurrency is not None:
+                if not entry.paced:
+                    # Only the in-flight limit is known: no rate limit beyond it.
+                    self._start(key, entry, now, 1e9, measured=True)
+                    entry.header_rate = entry.rate = entry.hold_rate = 1e9
+                if entry.flying is None:
+                    entry.flying = deque()
+                entry.limit = pace.concurrency
+        remaining, reset = limits.remaining, limits.reset
+        if remaining is None or reset is None or reset <= 0.0:
+            return
+        until = now + reset
+        if remaining == 0:
+            # Nothing left until the reset: pause the origin until then.
+            entry.paused_until = max(entry.paused_until, until)
+            entry.budget = -1
+            return
+        if not entry.paced:
+            return  # a budget alone paces only an origin paced anyway
+        # What is left, less the sends still in flight (the server has not counted them yet).
+        in_flight = max(entry.reserved - entry.answered, 0)
+        entry.budget, entry.budget_until = max(remaining - in_flight, 0), until
 
-    def _maybe_pause(self, entry: _Origin, now: float, decision: Decision) -> None:
+    def _maybe_pause(self, key: str, entry: _Origin, now: float, decision: Decision) -> None:
         wait = decision.retry_after or 0.0
         informative = decision.status == 503 or wait >= self._pause_after or decision.dated
         if informative:
@@ -343,11 +436,8 @@ class HostGate:
             if not entry.paced:
                 span = max(now - entry.window_start, 0.1)
                 seen = entry.window_successes + entry.previous_successes
-                entry.rate = entry.hold_rate = max(seen / (span + 1.0), 1.0)
-                entry.paced = True
-                entry.next_free = now
+                self._start(key, entry, now, max(seen / (span + 1.0), 1.0), measured=False)
                 entry.last_429 = max(entry.last_429, now)
-                entry.idle_probe = 0.0
 
     def _maybe_sweep(self, now: float) -> None:
         if now - self._last_sweep < 60.0:
@@ -355,4 +445,8 @@ class HostGate:
         self._last_sweep = now
         expired = [k for k, e in self._origins.items() if now - e.last_seen > self._idle_expiry]
         for key in expired:
-            del self._origins[key]
+            entry = self._origins.pop(key)
+            if entry.paced:
+                self._calm(key, entry, now)
+        for key in [k for k, (_, until) in self._learned.items() if until <= now]:
+            del self._learned[key]

@@ -662,13 +662,10 @@ def reset_wait(
 def announced_rate(limits: Limits) -> AnnouncedRate | None:
     """The pace ``limits`` announce, or None when they announce neither a rate nor concurrency.
 
-    The rate is the tightest over the request-unit quotas. A policy gives ``quota / window``,
-    its sustained rate. When its current state is known (a ``RateLimit`` item of the same name
-    and partition) it gives the larger of that and ``remaining / reset`` (what is left, spent
-    evenly until the reset): a window with more left than its sustained rate would use may be
-    spent faster, and one with less is still refilled at the sustained rate once it resets (the
-    caller keeps within ``remaining`` until then, see `Limits.remaining`). An anonymous
-    dialect's state (no window announced) gives ``remaining / reset``.
+    The rate is the tightest over the request-unit quotas. A quota whose current state is known
+    (a ``RateLimit`` item of the same name and partition, or an anonymous dialect's
+    remaining/reset) gives ``remaining / reset``: what is left, spent evenly until the reset;
+    a policy without one, or whose reset is now (``t=0``), gives ``quota / window``.
     ``concurrent-requests`` policies give the in-flight limit instead; other units
     (``content-bytes``, ``tokens``) say nothing about a request rate and are left out. Nothing
     remaining, or a zero quota, is a wait, not a rate (see `reset_wait`), and gives no rate.
@@ -691,10 +688,8 @@ def announced_rate(limits: Limits) -> AnnouncedRate | None:
             paced.add(id(state))
             if state.remaining and state.reset:
                 candidate = state.remaining / state.reset
-                if sustained is not None and sustained > candidate:
-                    candidate = sustained
-            elif state.remaining and sustained is not None:
-                candidate = sustained  # no reset named: the window restarts now
+            elif state.remaining:
+                candidate = sustained  # the window restarts now
         else:
             candidate = sustained
         if candidate is not None and (rate is None or candidate < rate):
@@ -712,9 +707,7 @@ def announced_rate(limits: Limits) -> AnnouncedRate | None:
 
 
 def _state_of(states: tuple[QuotaState, ...], policy: QuotaPolicy) -> QuotaState | None:
-    """The window state of a named policy (same name and partition), if it has one."""
-    if policy.name is None:
-        return None
+    """The window state of a policy (same name, or both anonymous, and same partition)."""
     for state in states:
         if (
             state.name == policy.name

@@ -1,15 +1,31 @@
-"""A deterministic crawl on a virtual clock: N clients run the core's flow against a
-simulated token-bucket limiter (nginx ``limit_req`` style). No sockets, no real time."""
+"""A deterministic crawl on a virtual clock: N clients run the core's flow against a simulated
+rate limiter. No sockets, no real time.
+
+Limiters: a token bucket (nginx ``limit_req`` style; its rate may change mid-crawl), a fixed
+window, a cap on requests in flight, or none at all. Each may announce itself in a rate-limit
+dialect (`DIALECTS`) on every response, or say nothing but ``Retry-After`` on its 429s.
+
+A send travels for half the latency, is judged by the limiter on arrival, and its answer
+travels back for the other half (a send in flight counts against an in-flight cap until then).
+"""
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.utils import formatdate
 
 from forbear import HostGate, Outcome, Policy, Replayable, Retrier, RetryBudget, Send, Sleep
+
+#: The Unix time the virtual clock's zero stands for (the servers' ``Date``).
+EPOCH = 1_767_225_600.0
+
+#: The dialects a simulated server can announce its limit in.
+DIALECTS = ("ietf", "draft", "x", "github", "discord", "openai")
 
 
 class VirtualClock:
@@ -21,35 +37,200 @@ class VirtualClock:
     def __call__(self) -> float:
         return self.now
 
+    def wall(self) -> float:
+        """The Unix time of the virtual clock."""
+        return EPOCH + self.now
+
 
 @dataclass
-class TokenBucketServer:
-    """Answers 200 while its bucket has a token, else 429 with ``Retry-After``."""
+class Limiter:
+    """What a simulated server limits by. Subclasses say whether a request is admitted."""
+
+    def admit(self, now: float) -> bool:
+        raise NotImplementedError
+
+    def depart(self, now: float) -> None:
+        """A request admitted earlier has been answered."""
+
+    def announce(self, now: float) -> tuple[int, int, int, float] | None:
+        """(quota, window seconds, remaining, seconds to reset), or None: nothing to say."""
+        return None
+
+
+@dataclass
+class TokenBucket(Limiter):
+    """``rate`` tokens a second, at most ``burst`` banked; ``changes`` = [(at, new rate)]."""
 
     rate: float
     burst: int
+    changes: list[tuple[float, float]] = field(default_factory=list)
+    tokens: float = field(init=False)
+    updated: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+        self.changes = sorted(self.changes)
+
+    def _refill(self, now: float) -> None:
+        while self.changes and self.changes[0][0] <= now:
+            at, rate = self.changes.pop(0)
+            self.tokens = min(self.burst, self.tokens + (at - self.updated) * self.rate)
+            self.updated, self.rate = at, rate
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def admit(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def announce(self, now: float) -> tuple[int, int, int, float] | None:
+        self._refill(now)
+        # The rate over one second; the reset is when the bucket is full again.
+        return (round(self.rate), 1, int(self.tokens), (self.burst - self.tokens) / self.rate)
+
+
+@dataclass
+class FixedWindow(Limiter):
+    """At most ``quota`` requests in each window of ``window`` seconds (counted from zero)."""
+
+    quota: int
+    window: float
+    index: int = -1
+    count: int = 0
+
+    def _roll(self, now: float) -> None:
+        index = int(now // self.window)
+        if index != self.index:
+            self.index, self.count = index, 0
+
+    def admit(self, now: float) -> bool:
+        self._roll(now)
+        if self.count < self.quota:
+            self.count += 1
+            return True
+        return False
+
+    def announce(self, now: float) -> tuple[int, int, int, float] | None:
+        self._roll(now)
+        reset = (self.index + 1) * self.window - now
+        return (self.quota, round(self.window), self.quota - self.count, reset)
+
+
+@dataclass
+class InFlight(Limiter):
+    """At most ``limit`` requests in flight; announces a ``concurrent-requests`` quota."""
+
+    limit: int
+    flying: int = 0
+
+    def admit(self, now: float) -> bool:
+        if self.flying < self.limit:
+            self.flying += 1
+            return True
+        return False
+
+    def depart(self, now: float) -> None:
+        self.flying -= 1
+
+
+@dataclass
+class Unlimited(Limiter):
+    """Admits everything and announces nothing."""
+
+    def admit(self, now: float) -> bool:
+        return True
+
+
+def announcement(
+    dialect: str, limiter: Limiter, clock: VirtualClock
+) -> dict[str, str]:  # pragma: no cover - exercised by the crawl tests
+    """The headers announcing ``limiter``'s state now, in ``dialect``."""
+    if isinstance(limiter, InFlight):
+        return {"RateLimit-Policy": f'"inflight";q={limiter.limit};qu="concurrent-requests"'}
+    said = limiter.announce(clock.now)
+    if said is None:
+        return {}
+    quota, window, remaining, reset = said
+    # A bucket a fraction of a second from full says 0; a window's end is never said sooner.
+    whole = math.floor(reset) if isinstance(limiter, TokenBucket) else math.ceil(reset - 1e-9)
+    if dialect == "ietf":
+        return {
+            "RateLimit-Policy": f'"default";q={quota};w={window}',
+            "RateLimit": f'"default";r={remaining};t={whole}',
+        }
+    if dialect == "draft":
+        return {
+            "RateLimit-Limit": f"{quota}, {quota};w={window}",
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(whole),
+        }
+    if dialect == "x":
+        return {
+            "X-RateLimit-Limit": str(quota),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(whole),
+        }
+    if dialect == "github":
+        return {
+            "Date": formatdate(clock.wall(), usegmt=True),
+            "X-RateLimit-Limit": str(quota),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(math.ceil(clock.wall() + reset)),
+        }
+    if dialect == "discord":
+        return {
+            "X-RateLimit-Limit": str(quota),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": f"{clock.wall() + reset:.3f}",
+            "X-RateLimit-Reset-After": f"{math.ceil(reset * 1000) / 1000:.3f}",
+            "X-RateLimit-Bucket": "abcd1234",
+        }
+    if dialect == "openai":
+        if isinstance(limiter, TokenBucket):  # the bucket's size, whole again at the reset
+            quota = limiter.burst
+        return {
+            "x-ratelimit-limit-requests": str(quota),
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-reset-requests": f"{math.ceil(reset * 1000)}ms",
+        }
+    raise ValueError(f"unknown dialect {dialect!r}")
+
+
+@dataclass
+class Server:
+    """Answers 200 when its limiter admits a request, else 429 with ``Retry-After``."""
+
+    limiter: Limiter
     clock: VirtualClock
     retry_after: str = "1"
     #: Extra headers sent with every 429 (e.g. ``RateLimit-Policy``).
     limit_headers: dict[str, str] = field(default_factory=dict)
-    tokens: float = field(init=False)
-    updated: float = 0.0
+    #: The dialect every response announces the limit in, or None.
+    dialect: str | None = None
     arrivals: int = 0
     rejected: int = 0
-
-    def __post_init__(self) -> None:
-        self.tokens = float(self.burst)
+    #: (time, status) of every arrival, in order.
+    log: list[tuple[float, int]] = field(default_factory=list)
 
     def handle(self) -> tuple[int, dict[str, str]]:
         now = self.clock.now
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
         self.arrivals += 1
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 200, {}
+        admitted = self.limiter.admit(now)
+        headers = (
+            {} if self.dialect is None else announcement(self.dialect, self.limiter, self.clock)
+        )
+        self.log.append((now, 200 if admitted else 429))
+        if admitted:
+            return 200, headers
         self.rejected += 1
-        return 429, {"Retry-After": self.retry_after, **self.limit_headers}
+        return 429, {"Retry-After": self.retry_after, **self.limit_headers, **headers}
+
+    def rejected_after(self, moment: float) -> int:
+        """429s answered after ``moment``."""
+        return sum(1 for at, status in self.log if status == 429 and at > moment)
 
 
 @dataclass
@@ -63,6 +244,9 @@ class CrawlResult:
     #: The shortest possible crawl: requests / server rate.
     ideal: float = 0.0
     gate: HostGate | None = None
+    server: Server | None = None
+    #: The most requests in flight at once, at the server.
+    most_in_flight: int = 0
 
     @property
     def ratio(self) -> float:
@@ -76,8 +260,8 @@ class CrawlResult:
 
     def __str__(self) -> str:
         return (
-            f"{self.ratio:.3f}x ideal, {100 * self.rejected_share:.2f}% 429, "
-            f"lost {self.lost}, {self.arrivals} sends"
+            f"{self.ratio:.3f}x ideal, {self.rejected} 429s "
+            f"({100 * self.rejected_share:.2f}%), lost {self.lost}, {self.arrivals} sends"
         )
 
 
@@ -93,30 +277,44 @@ def crawl(
     policy: Policy | None = None,
     retry_after: str = "1",
     limit_headers: dict[str, str] | None = None,
+    limiter: Limiter | None = None,
+    dialect: str | None = None,
+    gate: HostGate | None = None,
+    clock: VirtualClock | None = None,
+    ideal: float | None = None,
 ) -> CrawlResult:
-    """Run the crawl to completion and report what the server saw."""
-    clock = VirtualClock()
-    server = TokenBucketServer(rate, burst, clock, retry_after, dict(limit_headers or {}))
-    gate = HostGate(clock=clock) if use_gate else None
+    """Run the crawl to completion and report what the server saw.
+
+    The limiter defaults to a token bucket of ``rate`` and ``burst``; ``ideal`` (the shortest
+    possible crawl) to ``requests / rate``. Pass a ``gate`` (and its ``clock``) to start from
+    what an earlier crawl taught it.
+    """
+    clock = clock or VirtualClock()
+    limiter = limiter or TokenBucket(rate, burst)
+    server = Server(limiter, clock, retry_after, dict(limit_headers or {}), dialect)
+    if gate is None and use_gate:
+        gate = HostGate(clock=clock)
     rng = random.Random(seed)
     retrier = Retrier(
         policy=policy or Policy(max_wait=60.0),
-        gate=gate,
+        gate=gate if use_gate else None,
         budget=RetryBudget(clock=clock),
         clock=clock,
+        wall=clock.wall,
         rng=random.Random(rng.random()),
     )
     url = "http://limited.test/item"
     events: list[tuple[float, int, Iterator[float]]] = []
     order = itertools.count()
     pending = iter(range(requests))
-    succeeded = lost = early = 0
+    succeeded = lost = early = flying = most = 0
+    started = clock.now
 
     def schedule(at: float, step: Iterator[float]) -> None:
         heapq.heappush(events, (at, next(order), step))
 
     def worker() -> Iterator[float]:  # one per client: yields the time to resume at
-        nonlocal succeeded, lost, early
+        nonlocal succeeded, lost, early, flying, most
         for _ in pending:
             flow = retrier.flow("GET", url, {}, origin="http://limited.test")
             not_before = clock.now
@@ -135,8 +333,15 @@ def crawl(
                 elif isinstance(effect, Send):
                     if clock.now < not_before - 1e-9:
                         early += 1
-                    yield clock.now + latency * (0.5 + rng.random())
+                    there = latency * (0.5 + rng.random()) / 2
+                    yield clock.now + there
                     status, headers = server.handle()
+                    flying += 1
+                    most = max(most, flying)
+                    yield clock.now + there
+                    flying -= 1
+                    if status == 200:
+                        limiter.depart(clock.now)
                     if status == 429:
                         not_before = clock.now + float(server.retry_after)
                     value = ((status, headers), None, Outcome.response(status, headers))
@@ -146,7 +351,7 @@ def crawl(
                 lost += 1
 
     for _ in range(concurrency):
-        schedule(0.0, worker())
+        schedule(clock.now, worker())
     while events:
         at, _, step = heapq.heappop(events)
         clock.now = max(clock.now, at)
@@ -156,5 +361,14 @@ def crawl(
             continue
         schedule(resume, step)
     return CrawlResult(
-        clock.now, succeeded, lost, server.arrivals, server.rejected, early, requests / rate, gate
+        clock.now - started,
+        succeeded,
+        lost,
+        server.arrivals,
+        server.rejected,
+        early,
+        requests / rate if ideal is None else ideal,
+        gate,
+        server,
+        most,
     )

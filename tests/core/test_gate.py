@@ -35,8 +35,10 @@ def refused(
 
 
 def gate_at(now: float = 0.0, **options: float) -> tuple[HostGate, VirtualClock]:
+    """A gate on a virtual clock at ``now``; these tests hold at 0.95 unless told otherwise."""
     clock = VirtualClock()
     clock.now = now
+    options.setdefault("hold", 0.95)
     return HostGate(clock=clock, **options), clock  # type: ignore[arg-type]
 
 
@@ -325,12 +327,13 @@ def test_a_new_pacing_spell_probes_again_after_a_header_rate() -> None:
     [
         ({"RateLimit-Policy": '"default";q=100;w=10'}, 9.5),
         ({"RateLimit-Policy": "100;w=10"}, 9.5),
-        ({"X-RateLimit-Policy": "q=60;w=60"}, 0.95),
-        ({"RateLimit-Policy": '"default";q=100;w=10', "RateLimit": '"default";r=0;t=5'}, 9.5),
+        ({"X-RateLimit-Policy": "60;w=60"}, 0.95),
+        ({"RateLimit-Policy": '"default";q=100;w=10', "RateLimit": '"default";r=40;t=5'}, 7.6),
+        ({"RateLimit-Policy": '"a";q=100;w=10, "b";q=10;w=10'}, 9.5 / 10),
     ],
 )
 def test_policy_header_sets_the_rate_directly(headers: dict[str, str], rate: float) -> None:
-    """A ``RateLimit-Policy`` quota over its window sets the pace (at 0.95) and stops probing."""
+    """The tightest announced rate sets the pace (at the hold, 0.95) and stops probing."""
     gate, _ = gate_at()
     gate.observe(ORIGIN, refused(), headers, now=0.0)
     assert gate.rate(ORIGIN) == pytest.approx(rate)
@@ -341,15 +344,15 @@ def test_policy_header_sets_the_rate_directly(headers: dict[str, str], rate: flo
 @pytest.mark.parametrize(
     ("headers", "rate"),
     [
-        ({"RateLimit": '"default";r=50;t=10'}, 5.0),
-        ({"RateLimit-Remaining": "30", "RateLimit-Reset": "10"}, 3.0),
-        ({"X-RateLimit-Remaining": "8", "X-RateLimit-Reset": "4"}, 2.0),
+        ({"RateLimit": '"default";r=50;t=10'}, 0.95 * 5.0),
+        ({"RateLimit-Remaining": "30", "RateLimit-Reset": "10"}, 0.95 * 3.0),
+        ({"X-RateLimit-Remaining": "8", "X-RateLimit-Reset": "4"}, 0.95 * 2.0),
     ],
 )
 def test_remaining_over_reset_sets_the_rate_while_paced(
     headers: dict[str, str], rate: float
 ) -> None:
-    """Remaining requests over the seconds to reset, read from successes while paced."""
+    """Remaining requests over the seconds to reset (at the hold), read while paced."""
     gate, _ = gate_at()
     gate.observe(ORIGIN, refused(), {}, now=0.0)
     gate.observe(ORIGIN, success(), headers, now=0.1)
@@ -379,13 +382,58 @@ def test_unusable_rate_headers_are_ignored(headers: dict[str, str]) -> None:
     assert gate.rate(ORIGIN) == before
 
 
-def test_rate_headers_before_any_429_do_not_start_pacing() -> None:
-    """Rate-limit headers on successes of an unpaced origin cost nothing and pace nothing."""
+def test_announced_limits_pace_before_any_429() -> None:
+    """The first response's announcement paces the origin at once: no 429 needed."""
     gate, _ = gate_at()
-    for step in range(10):
-        gate.observe(ORIGIN, success(), {"RateLimit": '"default";r=1;t=60'}, now=step * 0.01)
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"default";q=10;w=1'}, now=0.0)
+    assert gate.rate(ORIGIN) == pytest.approx(9.5)
+    assert not gate.free(ORIGIN)
+    assert reservations(gate, 4, now=0.0) == pytest.approx([0.0, 1 / 9.5, 2 / 9.5, 3 / 9.5])
+
+
+def test_headers_are_read_once_a_second_on_the_happy_path() -> None:
+    """An unpaced origin's headers are read on its first response, then once a second."""
+    gate, _ = gate_at()
+    quiet = {"RateLimit-Policy": '"default";q=100000;w=1'}
+    gate.observe(ORIGIN, success(), {}, now=0.0)
+    gate.observe(ORIGIN, success(), quiet, now=0.5)  # inside the first second: not read
     assert gate.rate(ORIGIN) is None
-    assert gate.delay(ORIGIN, now=0.2) == 0.0
+    gate.observe(ORIGIN, success(), quiet, now=1.0)  # a second later: read
+    assert gate.rate(ORIGIN) == pytest.approx(95000.0)
+
+
+def test_nothing_remaining_pauses_until_the_reset() -> None:
+    """A success saying nothing remains pauses the origin until the reset it names."""
+    gate, _ = gate_at()
+    headers = {"RateLimit-Policy": '"d";q=100;w=10', "RateLimit": '"d";r=0;t=5'}
+    gate.observe(ORIGIN, success(), headers, now=0.0)
+    assert gate.paused_until(ORIGIN) == pytest.approx(5.0)
+    assert gate.delay(ORIGIN, now=1.0) == pytest.approx(4.0)
+
+
+def test_partitions_are_kept_apart_and_the_tightest_paces() -> None:
+    """Each partition's announcement is kept; the key is paced at the tightest heard lately."""
+    gate, clock = gate_at()
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"p";q=10;w=1;pk=a'}, now=0.0)
+    clock.now = 0.1
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"p";q=100;w=1;pk=b'}, now=0.1)
+    assert gate.rate(ORIGIN) == pytest.approx(9.5)  # b does not overwrite a
+    clock.now = 20.0  # a not heard from for a while: b alone paces
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"p";q=100;w=1;pk=b'}, now=20.0)
+    assert gate.rate(ORIGIN) == pytest.approx(95.0)
+
+
+def test_concurrent_requests_quota_caps_sends_in_flight() -> None:
+    """A ``concurrent-requests`` quota lets that many sends fly; the next waits for one."""
+    gate, clock = gate_at()
+    policy = {"RateLimit-Policy": '"inflight";q=2;qu="concurrent-requests"'}
+    gate.observe(ORIGIN, success(), policy, now=0.0)
+    assert reservations(gate, 2, now=0.0) == pytest.approx([0.0, 0.0], abs=1e-6)
+    clock.now = 0.1
+    gate.observe(ORIGIN, success(), policy, now=0.0)  # one answered: a send takes 0.1 s
+    # Its place is free; then the next waits for the oldest in flight to end (0.0 + 0.1),
+    # and the one after for the send just reserved (0.1 + 0.1).
+    assert reservations(gate, 3, now=0.1) == pytest.approx([0.1, 0.1, 0.2], abs=1e-6)
 
 
 # -- the host-wide pause ------------------------------------------------------------------------
@@ -583,7 +631,7 @@ def test_crawl_with_a_policy_header_paces_at_the_named_rate(latency: float) -> N
     assert result.rejected_share < 0.03, result
     assert result.ratio <= 1.25, result
     assert result.gate is not None
-    assert result.gate.rate("http://limited.test") == pytest.approx(0.95 * 400)
+    assert result.gate.rate("http://limited.test") == pytest.approx(0.97 * 400)
 
 
 def test_crawl_with_long_retry_after_pauses_and_still_beats_unpaced() -> None:
