@@ -255,6 +255,16 @@ def process_budget() -> RetryBudget:
     return budget  # type: ignore[no-any-return]
 
 
+def _slot_wait(
+    slot: float, policy: Policy, deadline_at: float | None, clock: Callable[[], float]
+) -> float:
+    """How long a request waits for its gate slot: never past ``max_wait`` or its deadline."""
+    slot = min(slot, policy.max_wait)
+    if deadline_at is not None:
+        slot = max(min(slot, deadline_at - clock()), 0.0)
+    return slot
+
+
 def add_note(error: BaseException, note: str) -> None:
     """Add ``note`` to ``error`` (Python 3.10 too)."""
     if sys.version_info >= (3, 11):
@@ -504,6 +514,7 @@ class Retrier:
         sent: Sent | None = None,
         started: float | None = None,
         on_event: EventHook | None = None,
+        sent_token: str | None = None,
     ) -> Flow:
         """The flow of one logical request, for a library that runs the loop itself.
 
@@ -517,7 +528,9 @@ class Retrier:
         ``sent`` is the first attempt when it was already made (its gate slot taken, its
         headers set): a library that learns the request only from its first answer starts
         the flow there, and ``started`` (monotonic) says when that attempt began, for the
-        deadline. ``on_event`` receives this request's events, besides the retrier's hook.
+        deadline, and ``sent_token`` which token it carried (the one a 401 makes stale); see
+        `first_slot` for its gate slot. ``on_event`` receives this request's events, besides
+        the retrier's hook.
         """
         if sent is None:
             return self._flow(method, url, headers, origin, override, where, None, on_event)
@@ -528,7 +541,38 @@ class Retrier:
         if started is not None and self.budget is not None:
             self.budget.deposit(key, now=started)
         first = (key, begun, sent)
-        return self._flow(method, url, headers, origin, override, where, first, on_event)
+        return self._flow(
+            method, url, headers, origin, override, where, first, on_event, sent_token
+        )
+
+    def first_slot(self, origin: str, started: float) -> Generator[Call | Sleep, Any, None]:
+        """The gate's slot for a first attempt made outside a flow (`flow`'s ``sent``), as effects.
+
+        The flow's own step before a send, for ``origin``: a `Call` when the gate needs I/O
+        (its result: the wait), then a `Sleep`, never longer than ``max_wait`` nor past the
+        deadline counted from ``started`` (monotonic).
+        """
+        gate = self.gate
+        if gate is None:
+            return
+        slot: Any = gate.delay(origin if self._key is None else self._key(origin))
+        if type(slot) is Call:
+            slot = yield slot
+        if slot > 0.0:
+            policy = self._policy(None, "")
+            deadline_at = None if policy.deadline is None else started + policy.deadline
+            slot = _slot_wait(slot, policy, deadline_at, self.clock)
+            if slot > 0.0:
+                yield Sleep(slot)
+
+    def _policy(self, override: Mapping[str, Any] | None, where: str) -> Policy:
+        """The policy of one request: the override given, or the `overrides` block's."""
+        if override is not None:
+            return resolve_overrides(override, self.policy, where)
+        scoped = _OVERRIDES.get()
+        if scoped is None:
+            return self.policy
+        return resolve_overrides(scoped, self.policy, "forbear.overrides()")
 
     def _flow(
         self,
@@ -540,19 +584,14 @@ class Retrier:
         where: str,
         first: tuple[str, float, Sent] | None = None,
         hook: EventHook | None = None,
+        sent_token: str | None = None,
     ) -> Flow:
         """One logical request, as effects. Returns the last response or the error to raise.
 
         ``first`` is ``(key, started, sent)`` when a runner made the first send itself (the
         common case, see `_quick_key`): the flow starts by judging it.
         """
-        policy = self.policy
-        if override is not None:
-            policy = resolve_overrides(override, policy, where)
-        else:
-            scoped = _OVERRIDES.get()
-            if scoped is not None:
-                policy = resolve_overrides(scoped, policy, "forbear.overrides()")
+        policy = self._policy(override, where)
         if origin is None:
             origin = origin_of(str(url))
         gate, budget, token = self.gate, self.budget, self.token
@@ -570,7 +609,6 @@ class Retrier:
         use_token = token is not None and origin in token.origins
         deadline_at = None if policy.deadline is None else started + policy.deadline
         state: RetryState | None = None
-        sent_token: str | None = None
         while True:
             held = 0.0
             if first is not None:
@@ -583,9 +621,7 @@ class Retrier:
                     if type(slot) is Call:
                         slot = yield slot
                     if slot > 0.0:
-                        slot = min(slot, policy.max_wait)
-                        if deadline_at is not None:
-                            slot = max(min(slot, deadline_at - clock()), 0.0)
+                        slot = _slot_wait(slot, policy, deadline_at, clock)
                         if slot > 0.0:
                             held = slot
                             yield Sleep(slot)

@@ -6,9 +6,10 @@ callbacks, so every decision is still the core's: each call of the function is t
 `Send`, and what it returned or raised (read by `forbear._readers`) answers it.
 
 - A decorated function reveals its request (method, URL, headers) only in its response or
-  exception, so the flow starts from the first attempt's result. Before that attempt the gate
-  is asked for a slot for the origin the function's previous call went to (or the one
-  declared with ``origin=``), and the token for that origin is read.
+  exception, so the flow starts from the first attempt's result (`Retrier.flow`'s ``sent``).
+  Before that attempt the gate's slot is taken for the origin the function's previous call
+  went to (or the one declared with ``origin=``, `Retrier.first_slot`), and the token for
+  that origin is read.
 - A method nobody names (aiohttp's connection errors carry no request) is `UNKNOWN_METHOD`:
   not idempotent, so the request is not re-sent unless the server refused it (429) or it
   never left (a refused connection).
@@ -25,7 +26,6 @@ No retry rule lives here: the flow decides; this only answers its effects.
 from __future__ import annotations
 
 import contextvars
-import copy
 import time
 from collections.abc import Generator, Mapping
 from types import EllipsisType
@@ -35,7 +35,7 @@ import anyio
 
 from ._budget import RetryBudget
 from ._events import Event, EventHook
-from ._flow import Call, Release, Replayable, Retrier, Send, Sleep
+from ._flow import Call, Flow, Release, Replayable, Retrier, Send, Sleep
 from ._gate import HostGate, origin_of
 from ._policy import Policy
 from ._readers import arelease, read_exception, read_response, release
@@ -50,8 +50,8 @@ UNKNOWN_METHOD = "UNKNOWN"
 _HEADERS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "forbear_attempt_headers", default=None
 )
-# What the I/O steps yield: a `Call` to perform, or a `Release` to do (sync or async).
-_Steps = Generator["Call | Release", Any, Any]
+# What the I/O steps yield for a runner to perform (sync or async).
+_Steps = Generator["Call | Release | Sleep", Any, Any]
 
 
 def attempt_headers() -> dict[str, str]:
@@ -83,7 +83,7 @@ class CallSite:
     that one).
     """
 
-    __slots__ = ("_declared", "last_origin", "method", "on_event", "retrier")
+    __slots__ = ("_declared", "last_origin", "method", "retrier")
 
     def __init__(
         self,
@@ -96,10 +96,11 @@ class CallSite:
         on_event: EventHook | None = None,
         origin: str | None = None,
     ) -> None:
-        self.retrier = Retrier(policy=policy, token=token, gate=gate, budget=budget)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable, got {type(on_event).__name__}")
-        self.on_event = on_event
+        self.retrier = Retrier(
+            policy=policy, token=token, gate=gate, budget=budget, on_event=on_event
+        )
         self.method = checked_method(method)
         if origin is None and token is not None and len(token.origins) == 1:
             origin = next(iter(token.origins))
@@ -121,29 +122,6 @@ class CallSite:
         return Stepper(self)
 
 
-class _SlotTaken:
-    """The gate for a flow whose first send already had its slot (taken before the call)."""
-
-    __slots__ = ("_gate", "_taken", "key")
-
-    def __init__(self, gate: Any) -> None:
-        self._gate = gate
-        self._taken = True
-        self.key = getattr(gate, "key", origin_of)
-
-    def delay(self, key: str) -> Any:
-        if self._taken:
-            self._taken = False
-            return 0.0
-        return self._gate.delay(key)
-
-    def succeeded(self, *args: Any, **kwargs: Any) -> None:
-        self._gate.succeeded(*args, **kwargs)
-
-    def observe(self, *args: Any, **kwargs: Any) -> None:
-        self._gate.observe(*args, **kwargs)
-
-
 class Stepper:
     """One call of a decorated function: the flow of its logical request, step by step.
 
@@ -159,10 +137,10 @@ class Stepper:
         "_effect",
         "_flow",
         "_owed",
-        "_reserved",
         "_reset",
-        "_sent_token",
         "_site",
+        "_started",
+        "_token",
         "discarded",
         "done",
         "event",
@@ -172,15 +150,16 @@ class Stepper:
 
     def __init__(self, site: CallSite) -> None:
         self._site = site
-        self._flow: Generator[Any, Any, Any] | None = None
+        self._flow: Flow | None = None
         #: The effect the flow waits on: a `Send` (ready), I/O still to do, or None (ended).
         self._effect: Any = None
-        self._reserved = False
         self._owed = 0.0
+        #: When the call began (monotonic), and the token its first attempt carried.
+        self._started: float | None = None
+        self._token: str | None = None
+        self._reset: contextvars.Token[Mapping[str, str] | None] | None = None
         #: Whether `result` ends the call.
         self.done = False
-        self._sent_token: str | None = None
-        self._reset: contextvars.Token[Mapping[str, str] | None] | None = None
         #: A response the flow discarded, released by the next `proceed_*` at the latest.
         self.discarded: Any = None
         #: Seconds to wait before the next attempt.
@@ -194,25 +173,11 @@ class Stepper:
 
     def enter_sync(self) -> None:
         """Before an attempt: wait what is still due, then expose its headers to the function."""
-        if self._flow is None:
-            headers = _run_sync(self._first())
-        else:
-            self.proceed_sync()
-            owed, self._owed = self._owed, 0.0
-            time.sleep(owed)
-            headers = self._headers()
-        self._reset = _HEADERS.set(headers)
+        self._reset = _HEADERS.set(_run_sync(self._entry()))
 
     async def enter_async(self) -> None:
         """The async twin of `enter_sync` (``anyio.sleep``: asyncio and trio)."""
-        if self._flow is None:
-            headers = await _run_async(self._first())
-        else:
-            await self.proceed_async()
-            owed, self._owed = self._owed, 0.0
-            await anyio.sleep(owed)
-            headers = self._headers()
-        self._reset = _HEADERS.set(headers)
+        self._reset = _HEADERS.set(await _run_async(self._entry()))
 
     def leave(self) -> None:
         """After an attempt: the function's headers are gone (safe to call more than once)."""
@@ -239,31 +204,27 @@ class Stepper:
         owed, self._owed = self._owed, 0.0
         return max(self.wait, owed)
 
-    def _first(self) -> _Steps:
-        """Before the first attempt: the gate's slot and the token for the expected origin."""
-        origin = self._site.last_origin
-        retrier = self._site.retrier
+    def _entry(self) -> _Steps:
+        """Before an attempt: the I/O and waits still due; returns the headers to send."""
+        if self._flow is not None:
+            owed = yield from self._pending()
+            owed, self._owed = max(owed, self._owed), 0.0
+            if owed > 0.0:
+                yield Sleep(owed)
+            effect = self._effect
+            return effect.headers if type(effect) is Send else None
+        # The first attempt: the gate's slot and the token for the origin expected.
+        site = self._site
+        retrier, origin = site.retrier, site.last_origin
+        self._started = retrier.clock()
         if origin is None:
             return None
-        gate, policy = retrier.gate, retrier.policy
-        if gate is not None:
-            key = origin if retrier._key is None else retrier._key(origin)
-            slot: Any = gate.delay(key)
-            if type(slot) is Call:
-                slot = yield slot
-            self._reserved = True
-            slot = min(slot, policy.max_wait, policy.deadline or policy.max_wait)
-            if slot > 0.0:
-                yield Call(time.sleep, anyio.sleep, (slot,))
+        yield from retrier.first_slot(origin, self._started)
         token = retrier.token
         if token is None or origin not in token.origins:
             return None
-        self._sent_token = yield Call(token.get_sync, token.get_async)
-        return {token.header: token.header_value(self._sent_token)}
-
-    def _headers(self) -> Mapping[str, str] | None:
-        effect = self._effect
-        return effect.headers if type(effect) is Send else None
+        self._token = yield Call(token.get_sync, token.get_async)
+        return {token.header: token.header_value(self._token)}
 
     # -- after an attempt --------------------------------------------------------------------
 
@@ -274,54 +235,48 @@ class Stepper:
         `result`. Anything forbear cannot read ends the call as it is.
         """
         attempt = read_exception(value) if raised else read_response(value)  # type: ignore[arg-type]
-        if self._flow is None:
-            if attempt is None:
-                self.result = value  # the first attempt is nothing forbear can read
-                self.done = True
-                return False
-            self._start(attempt.method, attempt.url, attempt.request_headers)
-        elif type(self._effect) is not Send or (attempt is None and not raised):
-            self._end(value)  # the flow ended, or something it cannot judge was handed back
-            return False
+        flow = self._flow
+        if (attempt is None and (flow is None or not raised)) or (
+            flow is not None and type(self._effect) is not Send
+        ):
+            return self._end(value)  # nothing forbear can read, or the flow ended already
         if attempt is None:
             sent: Any = (None, value, None)
         else:
             sent = (attempt.response, value if raised else None, attempt.outcome)
-        return self._advance(sent)
-
-    def _start(self, method: str | None, url: str, headers: Any) -> None:
-        """Start the flow from the first attempt, answering what it asks before that send."""
-        site = self._site
-        retrier = site.retrier
-        retrier = copy.copy(site.retrier)  # this call's: its events come here first
-        retrier.on_event = self._record
-        if self._reserved and retrier.gate is not None:
-            retrier.gate = _SlotTaken(retrier.gate)  # type: ignore[assignment]
-        method = method or site.method or UNKNOWN_METHOD
-        flow = self._flow = retrier.flow(method, url, {} if headers is None else headers)
-        site.last_origin = site._declared or origin_of(url) or site.last_origin
-        token = retrier.token
-        effect = next(flow)
-        while type(effect) is not Send:
-            # The first send was made already: its waits are over, its token was this one.
-            is_token = token is not None and type(effect) is Call and effect.sync == token.get_sync
-            effect = flow.send(
-                self._sent_token if is_token else 0.0 if type(effect) is Call else None
+        if flow is None:  # the flow starts by judging the first attempt
+            assert attempt is not None
+            site = self._site
+            self._flow = site.retrier.flow(
+                attempt.method or site.method or UNKNOWN_METHOD,
+                attempt.url,
+                {} if attempt.request_headers is None else attempt.request_headers,
+                sent=sent,
+                started=self._started,
+                sent_token=self._token,
+                on_event=self._record,
             )
-        self._effect = effect
+            site.last_origin = site._declared or origin_of(attempt.url) or site.last_origin
+            sent = None
+        waits = self._advance(sent)
+        self.wait = 0.0 if waits is None else waits
+        return waits is not None
 
     def _record(self, event: Event) -> None:
         self.event = event
-        if self._site.on_event is not None:
-            self._site.on_event(event)
 
-    def _advance(self, value: Any) -> bool:
-        """Step the flow with ``value`` up to its next send or I/O, or to its end."""
+    def _advance(self, value: Any, error: BaseException | None = None) -> float | None:
+        """Step the flow with ``value`` (or ``error``) up to its next send or I/O.
+
+        The longest wait it asked for on the way (nothing sleeps while it is stepped, so each
+        is measured from the same instant), or None when it ended with `result`.
+        """
         flow = self._flow
         assert flow is not None
         waits = 0.0
+        effect: Any
         try:
-            effect = flow.send(value)
+            effect = flow.send(value) if error is None else flow.throw(error)
             while type(effect) is not Send and type(effect) is not Call:
                 value = None
                 if type(effect) is Sleep:
@@ -329,51 +284,42 @@ class Stepper:
                 elif type(effect) is Replayable:
                     value = True  # the function builds its request again on each call
                 else:
-                    self.discarded = effect.response
+                    self.discarded = effect.response  # released by the next `_pending`
                 effect = flow.send(value)
         except StopIteration as stop:
             self._end(stop.value)
-            return False
-        self._effect = effect
-        self.wait = waits
-        return True
-
-    def _pending(self) -> _Steps:
-        """The I/O due before the next send: releases and calls; returns the extra wait."""
-        extra = 0.0
-        if self.discarded is not None:
-            response, self.discarded = self.discarded, None
-            yield Release(response)
-        flow, effect = self._flow, self._effect
-        try:
-            while type(effect) is not Send:
-                assert flow is not None and effect is not None
-                value = None
-                if type(effect) is Call:
-                    try:
-                        value = yield effect
-                    except BaseException as exc:
-                        effect = flow.throw(exc)
-                        continue
-                elif type(effect) is Sleep:
-                    extra = max(extra, effect.seconds)
-                elif type(effect) is Release:
-                    yield effect
-                elif type(effect) is Replayable:
-                    value = True
-                effect = flow.send(value)
+            return None
         except BaseException:
             self._effect = None  # the flow ended with this exception: the call ends with it
             raise
         self._effect = effect
-        return extra
+        return waits
 
-    def _end(self, result: Any) -> None:
+    def _pending(self) -> _Steps:
+        """The I/O due before the next send: releases and calls; returns the extra wait."""
+        extra = 0.0
+        while True:
+            if self.discarded is not None:
+                response, self.discarded = self.discarded, None
+                yield Release(response)
+            call = self._effect
+            if type(call) is not Call:
+                return extra
+            value, error = None, None
+            try:
+                value = yield call
+            except BaseException as exc:
+                error = exc
+            extra = max(extra, self._advance(value, error) or 0.0)
+
+    def _end(self, result: Any) -> bool:
+        """The call ends with ``result``: False, for `judge`."""
         self._effect = None
         self.result = result
         self.done = True
         if self._flow is not None:
             self._flow.close()
+        return False
 
 
 def _run_sync(steps: _Steps) -> Any:
@@ -387,7 +333,9 @@ def _run_sync(steps: _Steps) -> Any:
             return stop.value
         value, error = None, None
         try:
-            if isinstance(effect, Release):
+            if isinstance(effect, Sleep):
+                time.sleep(effect.seconds)
+            elif isinstance(effect, Release):
                 release(effect.response)
             else:
                 value = effect.sync(*effect.args)
@@ -406,7 +354,9 @@ async def _run_async(steps: _Steps) -> Any:
             return stop.value
         value, error = None, None
         try:
-            if isinstance(effect, Release):
+            if isinstance(effect, Sleep):
+                await anyio.sleep(effect.seconds)
+            elif isinstance(effect, Release):
                 await arelease(effect.response)
             else:
                 value = await effect.asynchronous(*effect.args)

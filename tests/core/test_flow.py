@@ -454,3 +454,50 @@ def test_a_flow_may_start_from_a_first_attempt_already_made() -> None:
     assert replayed.released == [("response", 1)]
     assert replayed.sleeps == [3.0]
     assert (events[-1].attempt, events[-1].reason) == (2, Reason.SUCCESS)
+
+
+def test_a_flow_started_from_a_made_attempt_re_exchanges_the_token_it_carried() -> None:
+    """``sent_token`` names the token the first attempt carried: a 401 makes it stale."""
+    token = TokenSource(lambda: "fresh", origins=[API], token="stale")
+    first = (("response", 1), None, Outcome.response(401, {}))
+    played = play(retrier(token=token).flow("GET", URL, {}, sent=first, sent_token="stale"), [200])
+    assert played.sends == [{"Authorization": "Bearer fresh"}]
+    assert played.result == ("response", 1)  # the first send of this play: the re-sent request
+    assert token.exchanges == 1
+
+
+class FixedGate:
+    """A gate (by its methods) whose every slot is ``slot`` seconds away, or a `Call` for it."""
+
+    def __init__(self, slot: float, *, call: bool = False) -> None:
+        self.slot, self.call, self.keys = slot, call, list[str]()
+
+    def delay(self, key: str) -> Any:
+        self.keys.append(key)
+        if self.call:
+            return forbear.Call(lambda: self.slot, lambda: self.slot)  # type: ignore[arg-type,return-value]
+        return self.slot
+
+    def succeeded(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def observe(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("call", [False, True], ids=["in-process", "with-io"])
+def test_first_slot_waits_like_the_flow_never_past_max_wait_or_the_deadline(call: bool) -> None:
+    """`first_slot` takes the gate's slot for a first attempt made outside a flow, clamped."""
+    clock = Clock()
+    gate = FixedGate(30.0, call=call)
+    capped = retrier(clock=clock, gate=gate, policy=Policy(max_wait=10.0))
+    played = play(capped.first_slot(API, clock.now), [], clock=clock)
+    assert played.sleeps == [10.0]
+    assert [type(effect) for effect in played.effects][:1] == [
+        forbear.Call if call else forbear.Sleep
+    ]
+    late = retrier(clock=clock, gate=gate, policy=Policy(deadline=4.0))
+    assert play(late.first_slot(API, clock.now - 1.0), [], clock=clock).sleeps == [3.0]
+    assert play(late.first_slot(API, clock.now - 9.0), [], clock=clock).sleeps == []
+    assert gate.keys == [API] * 3
+    assert play(retrier(gate=None).first_slot(API, clock.now), []).effects == []
