@@ -46,9 +46,11 @@ __all__ = [
     "RELEASE_BYTES",
     "RELEASE_SECONDS",
     "AsyncAdapter",
+    "Budget",
     "Call",
     "Effect",
     "Flow",
+    "Gate",
     "Release",
     "Replayable",
     "Retrier",
@@ -123,6 +125,42 @@ class AsyncAdapter(Protocol[RequestT, ResponseT]):
 
     async def release(self, response: ResponseT) -> None:
         """Release a discarded response (see `drain_length`), never raising."""
+
+
+class Gate(Protocol):
+    """What the loop asks of a gate: `HostGate`, a fleet's, or your own."""
+
+    #: Maps a URL to the unit the gate paces (an origin, an API key, a route).
+    key: Callable[[str], str]
+
+    def free(self, key: str) -> bool:
+        """Whether sends to ``key`` go at once: True lets the first send skip `delay`."""
+
+    def delay(self, key: str) -> float | Call:
+        """Reserve the next send slot for ``key``: the seconds to wait, or I/O that says."""
+
+    def succeeded(self, key: str, headers: Mapping[str, str] | Any, now: float) -> None:
+        """A first attempt to ``key`` succeeded (the happy path: no I/O, no lock if possible)."""
+
+    def observe(
+        self,
+        key: str,
+        decision: Decision,
+        headers: Mapping[str, str] | Any = None,
+        *,
+        now: float | None = None,
+    ) -> None:
+        """Learn from a judged attempt that was not a first-attempt success."""
+
+
+class Budget(Protocol):
+    """What the loop asks of a retry budget: `RetryBudget`, a fleet's, or your own."""
+
+    def deposit(self, key: str = "", *, now: float | None = None) -> None:
+        """Record a first attempt to ``key`` (the happy path: no I/O)."""
+
+    def try_withdraw(self, key: str = "", *, now: float | None = None) -> bool:
+        """Take one retry for ``key``; False refuses it (called inside the decision: no I/O)."""
 
 
 def drain_length(headers: Mapping[str, str] | Any) -> int | None:
@@ -293,6 +331,14 @@ _BUDGET_METHODS = ("deposit", "try_withdraw")
 _TOKEN_METHODS = ("get_sync", "get_async", "refresh_sync", "refresh_async", "header_value")
 
 
+def _always(key: str) -> bool:
+    return True
+
+
+def _never(key: str) -> bool:
+    return False
+
+
 # -- the retrier -----------------------------------------------------------------------------
 
 
@@ -311,8 +357,8 @@ class Retrier:
         *,
         policy: Policy | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | EllipsisType | None = ...,
-        budget: RetryBudget | EllipsisType | None = ...,
+        gate: Gate | EllipsisType | None = ...,
+        budget: Budget | EllipsisType | None = ...,
         idempotency_keys: bool = False,
         request_ids: bool = False,
         on_event: EventHook | None = None,
@@ -324,10 +370,10 @@ class Retrier:
             raise TypeError(f"policy must be a forbear.Policy, got {type(policy).__name__}")
         self.policy: Policy = _DEFAULT_POLICY if policy is None else policy
         self.token: TokenSource | None = _checked(token, TokenSource, "token", _TOKEN_METHODS)
-        self.gate: HostGate | None = _checked(
+        self.gate: Gate | None = _checked(
             process_gate() if gate is ... else gate, HostGate, "gate", _GATE_METHODS
         )
-        self.budget: RetryBudget | None = _checked(
+        self.budget: Budget | None = _checked(
             process_budget() if budget is ... else budget, RetryBudget, "budget", _BUDGET_METHODS
         )
         if on_event is not None and not callable(on_event):
@@ -338,9 +384,11 @@ class Retrier:
         self.clock = clock
         self.wall = wall
         self.rng = rng
-        #: The gate's cheap "holds nothing back for this key" check, when it has one.
-        self._gate_free: Callable[[str], bool] | None = (
-            (lambda key: True) if self.gate is None else getattr(self.gate, "free", None)
+        #: The gate's cheap "holds nothing back for this key" check. A gate without one is
+        #: asked for a slot on every send: the first send never skips it.
+        free = getattr(self.gate, "free", None)
+        self._gate_free: Callable[[str], bool] = (
+            _always if self.gate is None else _never if free is None else free
         )
         key = getattr(self.gate, "key", origin_of)
         self._key: Callable[[str], str] | None = None if key is origin_of else key
@@ -714,8 +762,7 @@ class Retrier:
         if token is not None and origin in token.origins:
             return None
         key = origin if self._key is None else self._key(str(url))
-        gate_free = self._gate_free
-        if gate_free is not None and not gate_free(key):
+        if not self._gate_free(key):
             return None
         return key
 

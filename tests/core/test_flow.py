@@ -501,3 +501,49 @@ def test_first_slot_waits_like_the_flow_never_past_max_wait_or_the_deadline(call
     assert play(late.first_slot(API, clock.now - 9.0), [], clock=clock).sleeps == []
     assert gate.keys == [API] * 3
     assert play(retrier(gate=None).first_slot(API, clock.now), []).effects == []
+
+
+class _CountingGate:
+    """A gate of its own (no ``free``): it must be asked for every send's slot."""
+
+    key = staticmethod(forbear.origin_of)
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def delay(self, key: str) -> float:
+        self.asked.append(key)
+        return 0.0
+
+    def succeeded(self, key: str, headers: Any, now: float) -> None:
+        pass
+
+    def observe(self, key: str, decision: Any, headers: Any = None, **kw: Any) -> None:
+        pass
+
+
+class _Plain:
+    """A sync adapter over plain values: every send answers 200."""
+
+    def send(self, request: object, headers: Any) -> str:
+        return "response"
+
+    def outcome(self, response: str) -> Outcome:
+        return Outcome.response(200, {})
+
+    def failure(self, error: Exception) -> None:
+        return None
+
+    def replayable(self, request: object) -> bool:
+        return True
+
+    def release(self, response: str) -> None:
+        pass
+
+
+def test_a_gate_without_free_is_asked_before_every_first_send() -> None:
+    """The runner's shortcut for first sends is taken only when the gate says it holds nothing."""
+    gate = _CountingGate()
+    shared = Retrier(gate=gate, budget=None)  # type: ignore[arg-type]
+    assert shared.run_sync(_Plain(), None, "GET", URL, {}) == "response"
+    assert gate.asked == [API]
