@@ -97,6 +97,8 @@ class _Origin:
     flying: deque[float] | None = None
     #: A running estimate of a send's duration (for the in-flight limit).
     latency: float = 0.0
+    #: Calm, but paced at the rate learned from its 429s until then (-inf: not yet calm).
+    kept_until: float = float("-inf")
     #: While paced: sends reserved and attempts answered (their difference is in flight).
     reserved: int = 0
     answered: int = 0
@@ -245,8 +247,7 @@ class HostGate:
         # Calm counts from the end of a pause: requests that waited out a long pause on their
         # own are released by the pacer, not all at once.
         quiet_since = max(entry.last_429, entry.last_delayed, entry.paused_until)
-        if now - quiet_since > self._calm_after:
-            self._calm(key, entry, now)
+        if now - quiet_since > self._calm_after and self._calm(key, entry, now):
             return start - now
         if not entry.measured:
             # A first guess grows on a schedule: a crowd reserving at once follows it, slot by
@@ -281,14 +282,23 @@ class HostGate:
         self._probe(entry, now)
         return slot - now
 
-    def _calm(self, key: str, entry: _Origin, now: float) -> None:
-        """Calm for a while: back to the free path, the rate learned from 429s remembered."""
+    def _calm(self, key: str, entry: _Origin, now: float) -> bool:
+        """Calm for a while: True, back to the free path; False, still paced at the rate
+        learned from 429s, which the key keeps for `remember` seconds (a later crawl starts at
+        it instead of sending a crowd); it is remembered for a new pacer after that too."""
         if entry.measured and entry.header_rate is None:
-            self._learned[key] = (entry.hold_rate, now + self._remember)
+            if entry.kept_until == _NEVER:
+                entry.kept_until = now + self._remember
+                entry.rate = entry.hold_rate
+                self._learned[key] = (entry.hold_rate, entry.kept_until)
+            if now < entry.kept_until:
+                return False
+        entry.kept_until = _NEVER
         entry.paced = False
         entry.budget = -1
         entry.limit = 0
         entry.flying = None
+        return True
 
     def _landed(self, entry: _Origin) -> None:
         """A send to an origin with an in-flight limit answered: it no longer counts."""
@@ -364,6 +374,7 @@ class HostGate:
             entry.measured = True
         entry.last_429 = now
         entry.idle_probe = 0.0
+        entry.kept_until = _NEVER
         if headers:
             self._announced(key, entry, now, headers)
 

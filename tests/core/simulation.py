@@ -372,3 +372,80 @@ def crawl(
         server,
         most,
     )
+
+
+@dataclass
+class OutageResult:
+    """What an always-failing origin saw from ``requests`` logical requests."""
+
+    requests: int
+    arrivals: int
+    elapsed: float
+
+    @property
+    def amplification(self) -> float:
+        """Arrivals per logical request (1.0: no retries at all)."""
+        return self.arrivals / self.requests
+
+
+def outage(
+    *,
+    requests: int = 200,
+    concurrency: int = 20,
+    latency: float = 0.001,
+    failing: int | None = None,
+    budget: RetryBudget | None = None,
+    seed: int = 1,
+) -> OutageResult:
+    """``requests`` GETs at ``concurrency`` to an origin answering 503 without a wait (the
+    first ``failing`` arrivals only, when given: a blip), with the benchmark's fast backoff
+    (10 ms doubling, capped at 80 ms) and a `RetryBudget` on the virtual clock."""
+    from forbear import Backoff
+
+    clock = VirtualClock()
+    rng = random.Random(seed)
+    retrier = Retrier(
+        policy=Policy(backoff=Backoff(initial=0.01, max=0.08)),
+        gate=None,
+        budget=budget if budget is not None else RetryBudget(clock=clock),
+        clock=clock,
+        wall=clock.wall,
+        rng=random.Random(rng.random()),
+    )
+    events: list[tuple[float, int, Iterator[float]]] = []
+    order = itertools.count()
+    pending = iter(range(requests))
+    arrivals = 0
+
+    def worker() -> Iterator[float]:
+        nonlocal arrivals
+        for _ in pending:
+            flow = retrier.flow("GET", "http://down.test/x", {}, origin="http://down.test")
+            value: object = None
+            while True:
+                try:
+                    effect = flow.send(value)
+                except StopIteration:
+                    break
+                value = None
+                if isinstance(effect, Sleep):
+                    yield clock.now + effect.seconds
+                elif isinstance(effect, Replayable):
+                    value = True
+                elif isinstance(effect, Send):
+                    yield clock.now + latency * (0.5 + rng.random())
+                    arrivals += 1
+                    status = 503 if failing is None or arrivals <= failing else 200
+                    value = (status, None, Outcome.response(status, {}))
+
+    for _ in range(concurrency):
+        heapq.heappush(events, (0.0, next(order), worker()))
+    while events:
+        at, _, step = heapq.heappop(events)
+        clock.now = max(clock.now, at)
+        try:
+            resume = next(step)
+        except StopIteration:
+            continue
+        heapq.heappush(events, (resume, next(order), step))
+    return OutageResult(requests, arrivals, clock.now)
