@@ -62,8 +62,10 @@ from ._policy import (
     Jitter,
     Policy,
 )
+from ._readers import Attempt, error_kind, read_attempt
 from ._retry_after import header_value, parse_http_date, parse_retry_after
 from ._state import NEVER_SENT_ERRORS, Action, Decision, ErrorKind, Outcome, Reason, RetryState
+from ._stepper import UNKNOWN_METHOD, CallSite, Stepper, attempt_headers
 from ._token import TokenExchangeError, TokenSource
 
 __all__ = [
@@ -80,12 +82,15 @@ __all__ = [
     "REASONS",
     "RELEASE_BYTES",
     "RELEASE_SECONDS",
+    "UNKNOWN_METHOD",
     "APIError",
     "AsyncAdapter",
     "Action",
+    "Attempt",
     "Backoff",
     "BadRequest",
     "Call",
+    "CallSite",
     "Effect",
     "Flow",
     "Conflict",
@@ -113,14 +118,17 @@ __all__ = [
     "Sent",
     "ServerError",
     "Sleep",
+    "Stepper",
     "TokenExchangeError",
     "TokenSource",
     "Unauthorized",
     "SyncAdapter",
     "Unprocessable",
     "add_note",
+    "attempt_headers",
     "decide",
     "drain_length",
+    "error_kind",
     "header_value",
     "origin_of",
     "parse_error",
@@ -130,6 +138,7 @@ __all__ = [
     "process_budget",
     "process_gate",
     "profiles",
+    "read_attempt",
     "redact_url",
     "sending",
     "subscribe",

@@ -9,7 +9,7 @@ Async clients run on an event loop in a blocking-portal thread (asyncio or trio)
 is written once, synchronously, and run against every driver.
 
 No retry rule and no adapter internals live here: only each library's public API and each
-adapter's public constructor and `error_kind` table.
+adapter's public constructor and the core's `error_kind` table.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import anyio
@@ -35,7 +34,7 @@ import httpx
 import requests
 import trio
 
-from forbear import EventHook, Policy, TokenSource
+from forbear import EventHook, Policy, TokenSource, error_kind
 
 __all__ = [
     "DRIVERS",
@@ -81,7 +80,7 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: The exception the request raised, unchanged.
     error: BaseException | None = None
-    #: The adapter's `error_kind` of ``error`` (None: not a transport error it retries).
+    #: The core's `error_kind` of ``error`` (None: not a transport error it retries).
     kind: str | None = None
     #: Seconds from the call to its end, body read included.
     elapsed: float = 0.0
@@ -110,8 +109,8 @@ def _headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
-def _failed(exc: BaseException, error_kind: Callable[[BaseException], Any], start: float) -> Answer:
-    """The answer of a request that raised ``exc``, classified by the adapter's table."""
+def _failed(exc: BaseException, start: float) -> Answer:
+    """The answer of a request that raised ``exc``, classified by the core's table."""
     kind = error_kind(exc)
     return Answer(
         None,
@@ -310,7 +309,7 @@ class HttpxSyncSession(SyncSession):
                     data = _read_limited(response.iter_raw(), read_limit)
                 status, pairs = response.status_code, response.headers.multi_items()
         except Exception as exc:
-            return _failed(exc, forbear_httpx.error_kind, start)
+            return _failed(exc, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 
@@ -357,7 +356,7 @@ class RequestsSession(SyncSession):
                 data = response.content if read_limit is None else response.raw.read(read_limit)
                 status, pairs = response.status_code, list(response.headers.items())
         except Exception as exc:
-            return _failed(exc, forbear_requests.error_kind, start)
+            return _failed(exc, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 
@@ -405,14 +404,14 @@ class BackoffSession(SyncSession):
         except httpx.HTTPStatusError as exc:
             response = exc.response
         except Exception as exc:
-            return _failed(exc, forbear_httpx.error_kind, start)
+            return _failed(exc, start)
         try:
             if read_limit is None:
                 data = response.read()
             else:
                 data = _read_limited(response.iter_raw(), read_limit)
         except Exception as exc:
-            return _failed(exc, forbear_httpx.error_kind, start)
+            return _failed(exc, start)
         finally:
             response.close()
         pairs = response.headers.multi_items()
@@ -595,7 +594,7 @@ class HttpxAsyncSession(AsyncSession):
                     data = await _aread_limited(response.aiter_raw(), read_limit)
                 status, pairs = response.status_code, response.headers.multi_items()
         except Exception as exc:
-            return _failed(exc, forbear_httpx.error_kind, start)
+            return _failed(exc, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 
@@ -637,7 +636,7 @@ class AiohttpSession(AsyncSession):
                     data = await _aread_limited(response.content.iter_any(), read_limit)
                 status, pairs = response.status, list(response.headers.items())
         except Exception as exc:
-            return _failed(exc, forbear_aiohttp.error_kind, start)
+            return _failed(exc, start)
         return Answer(status, data, _headers(pairs), elapsed=time.perf_counter() - start)
 
 

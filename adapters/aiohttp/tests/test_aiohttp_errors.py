@@ -1,4 +1,4 @@
-"""How aiohttp's exceptions map to `ErrorKind`: the table `RetryMiddleware` judges errors by."""
+"""`forbear.error_kind` on aiohttp's exceptions: what `RetryMiddleware` judges errors by."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
 
-from forbear import ErrorKind
-from forbear_aiohttp import error_kind
+import forbear_aiohttp
+from forbear import ErrorKind, error_kind
 
 REFUSED = OSError(111, "Connection refused")
 
@@ -24,27 +24,28 @@ def response_error(cause: BaseException | None) -> aiohttp.ClientResponseError:
 
 
 @pytest.mark.parametrize(
-    ("exc", "sent", "kind"),
+    ("exc", "kind"),
     [
-        (aiohttp.ConnectionTimeoutError(), True, ErrorKind.CONNECT_TIMEOUT),
-        (aiohttp.ClientConnectorError(None, REFUSED), True, ErrorKind.CONNECT),  # type: ignore[arg-type]
-        (aiohttp.ClientConnectorDNSError(None, REFUSED), True, ErrorKind.CONNECT),  # type: ignore[arg-type]
-        (aiohttp.ServerTimeoutError(), False, ErrorKind.CONNECT_TIMEOUT),
-        (aiohttp.ServerTimeoutError(), True, ErrorKind.READ_TIMEOUT),
-        (aiohttp.SocketTimeoutError(), True, ErrorKind.READ_TIMEOUT),
-        (aiohttp.ServerDisconnectedError(), True, ErrorKind.DISCONNECT),
-        (aiohttp.ClientOSError(104, "Connection reset by peer"), True, ErrorKind.DISCONNECT),
-        (aiohttp.ClientConnectionResetError(), True, ErrorKind.DISCONNECT),
-        (aiohttp.ClientConnectionError("Connection closed"), True, ErrorKind.DISCONNECT),
-        (aiohttp.ClientPayloadError("Response payload is not completed"), True, ErrorKind.PROTOCOL),
-        (response_error(BadHttpMessage("bad status line")), True, ErrorKind.PROTOCOL),
-        (ConnectionResetError(104, "reset"), True, ErrorKind.DISCONNECT),
+        (aiohttp.ConnectionTimeoutError(), ErrorKind.CONNECT_TIMEOUT),
+        (aiohttp.ClientConnectorError(None, REFUSED), ErrorKind.CONNECT),  # type: ignore[arg-type]
+        (aiohttp.ClientConnectorDNSError(None, REFUSED), ErrorKind.CONNECT),  # type: ignore[arg-type]
+        (aiohttp.ServerTimeoutError(), ErrorKind.READ_TIMEOUT),
+        (aiohttp.SocketTimeoutError(), ErrorKind.READ_TIMEOUT),
+        (aiohttp.ServerDisconnectedError(), ErrorKind.DISCONNECT),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), ErrorKind.DISCONNECT),
+        (aiohttp.ClientConnectionResetError(), ErrorKind.DISCONNECT),
+        (aiohttp.ClientConnectionError("Connection closed"), ErrorKind.DISCONNECT),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), ErrorKind.PROTOCOL),
+        (response_error(BadHttpMessage("bad status line")), ErrorKind.PROTOCOL),
+        # Socket errors the middleware sees before aiohttp wraps them.
+        (ConnectionResetError(104, "reset"), ErrorKind.DISCONNECT),
+        (BrokenPipeError(32, "broken pipe"), ErrorKind.DISCONNECT),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
 )
-def test_transport_failures_map_to_their_kind(exc: BaseException, sent: bool, kind: Any) -> None:
+def test_transport_failures_map_to_their_kind(exc: BaseException, kind: Any) -> None:
     """Each transport failure maps to the kind saying whether the server may have seen it."""
-    assert error_kind(exc, sent=sent) is kind
+    assert error_kind(exc) is kind
 
 
 @pytest.mark.parametrize(
@@ -63,3 +64,8 @@ def test_transport_failures_map_to_their_kind(exc: BaseException, sent: bool, ki
 def test_other_exceptions_are_never_retried(exc: BaseException) -> None:
     """Failed verification, ClientTimeout.total, bad URLs and the like map to no kind."""
     assert error_kind(exc) is None
+
+
+def test_the_middleware_judges_by_the_core_table() -> None:
+    """`forbear_aiohttp.error_kind` is the core's one table, not a copy."""
+    assert forbear_aiohttp.error_kind is error_kind

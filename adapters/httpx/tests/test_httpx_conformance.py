@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import httpx
 import pytest
 
+from forbear import error_kind
 from forbear.testing import (
     SCENARIOS,
     Result,
@@ -17,7 +18,6 @@ from forbear.testing import (
     run_scenario,
 )
 from forbear_httpx import RetryTransport
-from forbear_httpx._errors import error_kind
 
 
 def _failure(exc: httpx.TransportError) -> Result:

@@ -1,12 +1,11 @@
-"""The table from httpx's exceptions to the core's error kinds, row by row."""
+"""`forbear.error_kind` on httpx's exceptions (the adapter's ``failure``), row by row."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from forbear import ErrorKind
-from forbear_httpx._errors import error_kind
+from forbear import ErrorKind, error_kind
 
 
 @pytest.mark.parametrize(

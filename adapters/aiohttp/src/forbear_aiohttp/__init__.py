@@ -15,10 +15,11 @@ except ImportError as exc:  # pragma: no cover - aiohttp is a dependency of this
         "forbear_aiohttp needs aiohttp: install it with `pip install forbear-aiohttp`"
     ) from exc
 
-from ._errors import ERROR_KINDS, error_kind
+from forbear import error_kind  # the core's one error table, where it always was for users
+
 from ._middleware import RetryMiddleware
 
-__all__ = ["ERROR_KINDS", "RetryMiddleware", "error_kind"]
+__all__ = ["RetryMiddleware", "error_kind"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,9 +15,7 @@ import anyio
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 from aiohttp.multipart import BodyPartReaderPayload
 
-from forbear import RELEASE_SECONDS, ErrorKind, Outcome, TokenSource, drain_length
-
-from ._errors import error_kind
+from forbear import RELEASE_SECONDS, Outcome, TokenSource, drain_length, error_kind
 
 __all__ = ["Attempts"]
 
@@ -61,9 +59,7 @@ class Attempts:
     def outcome(response: ClientResponse) -> Outcome:
         return Outcome(response.status, response.headers)
 
-    @staticmethod
-    def failure(error: Exception) -> ErrorKind | None:
-        return error_kind(error)
+    failure = staticmethod(error_kind)
 
     @staticmethod
     def replayable(call: Call) -> bool:

@@ -18,26 +18,14 @@ except ImportError as exc:  # pragma: no cover - backoff is a dependency of this
         "forbear_backoff needs backoff: install it with `pip install forbear-backoff`"
     ) from exc
 
-# TODO: from `forbear` once the core exports them.
-from forbear._readers import (
-    AIOHTTP_ERROR_KINDS,
-    HTTPX_ERROR_KINDS,
-    REQUESTS_CAUSE_KINDS,
-    REQUESTS_ERROR_KINDS,
-    Attempt,
-    read_attempt,
-)
-from forbear._stepper import attempt_headers as headers
+from forbear import Attempt, read_attempt
+from forbear import attempt_headers as headers
 
 from ._decorators import DECISION_KEY, on_exception, on_response
 from ._pieces import Pieces
 
 __all__ = [
-    "AIOHTTP_ERROR_KINDS",
     "DECISION_KEY",
-    "HTTPX_ERROR_KINDS",
-    "REQUESTS_CAUSE_KINDS",
-    "REQUESTS_ERROR_KINDS",
     "Attempt",
     "Pieces",
     "headers",

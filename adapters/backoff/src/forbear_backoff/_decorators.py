@@ -1,7 +1,7 @@
 """`on_response` and `on_exception`: backoff's decorators running forbear's one retry loop.
 
-Each call of a decorated function is one logical request: a `forbear.Stepper` (TODO: the
-public name once the core exports it) steps the core's flow, and everything backoff asks
+Each call of a decorated function is one logical request: a `forbear.Stepper` steps the
+core's flow, and everything backoff asks
 during that call (the predicate or ``giveup``, the wait generator, the handlers) is answered
 from it. The function itself is wrapped so that each attempt first waits what the gate still
 asks and sees the headers forbear adds (`forbear_backoff.headers()`). backoff runs the loop,
@@ -20,8 +20,16 @@ from typing import Any, TypeVar, cast
 
 import backoff
 
-from forbear import Action, EventHook, HostGate, Policy, RetryBudget, TokenSource
-from forbear._stepper import CallSite, Stepper  # TODO: from `forbear` once exported
+from forbear import (
+    Action,
+    CallSite,
+    EventHook,
+    HostGate,
+    Policy,
+    RetryBudget,
+    Stepper,
+    TokenSource,
+)
 
 __all__ = ["DECISION_KEY", "on_exception", "on_response"]
 

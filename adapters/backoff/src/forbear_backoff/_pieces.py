@@ -14,9 +14,18 @@ from collections.abc import Generator
 from types import EllipsisType
 from typing import Any
 
-from forbear import Action, EventHook, HostGate, Policy, RetryBudget, RetryState, decide
-from forbear._readers import read_attempt  # TODO: from `forbear` once exported
-from forbear._stepper import UNKNOWN_METHOD, CallSite  # TODO: likewise
+from forbear import (
+    UNKNOWN_METHOD,
+    Action,
+    CallSite,
+    EventHook,
+    HostGate,
+    Policy,
+    RetryBudget,
+    RetryState,
+    decide,
+    read_attempt,
+)
 
 __all__ = ["Pieces"]
 

@@ -17,7 +17,6 @@ import httpx
 
 from forbear import (
     RELEASE_SECONDS,
-    ErrorKind,
     EventHook,
     HostGate,
     Outcome,
@@ -26,9 +25,8 @@ from forbear import (
     RetryBudget,
     TokenSource,
     drain_length,
+    error_kind,
 )
-
-from ._errors import error_kind
 
 __all__ = ["RetryTransport"]
 
@@ -209,9 +207,7 @@ class _Side:
     def outcome(response: httpx.Response) -> Outcome:
         return Outcome(response.status_code, response.headers)
 
-    @staticmethod
-    def failure(error: Exception) -> ErrorKind | None:
-        return error_kind(error) if isinstance(error, httpx.TransportError) else None
+    failure = staticmethod(error_kind)
 
     @staticmethod
     def replayable(request: httpx.Request) -> bool:

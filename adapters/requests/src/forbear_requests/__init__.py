@@ -15,10 +15,11 @@ except ImportError as exc:  # pragma: no cover - requests is a dependency of thi
         "forbear_requests needs requests: install it with `pip install forbear-requests`"
     ) from exc
 
-from ._adapter import RetryAdapter
-from ._errors import CAUSE_KINDS, ERROR_KINDS, error_kind
+from forbear import error_kind  # the core's one error table, where it always was for users
 
-__all__ = ["CAUSE_KINDS", "ERROR_KINDS", "RetryAdapter", "error_kind"]
+from ._adapter import RetryAdapter
+
+__all__ = ["RetryAdapter", "error_kind"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,9 +15,7 @@ from typing import Any
 from requests.adapters import BaseAdapter
 from requests.models import PreparedRequest, Response
 
-from forbear import Outcome, drain_length
-
-from ._errors import error_kind
+from forbear import Outcome, drain_length, error_kind
 
 __all__ = ["Attempts"]
 

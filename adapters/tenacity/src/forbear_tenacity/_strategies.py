@@ -2,10 +2,10 @@
 
 tenacity calls ``before`` ahead of each attempt, the function, then ``retry`` with the
 outcome, ``wait`` and ``stop``. Each call of a retried function (one `tenacity.RetryCallState`)
-is one logical request: a `forbear.Stepper` (TODO: the public name once the core exports it)
-steps the core's flow from those callbacks. ``retry`` says True only when the core retries,
-so when it stops tenacity itself returns the last response or raises the client's own
-exception (never `tenacity.RetryError`), which carries the attempt history as a note.
+is one logical request: a `forbear.Stepper` steps the core's flow from those callbacks.
+``retry`` says True only when the core retries, so when it stops tenacity itself returns the
+last response or raises the client's own exception (never `tenacity.RetryError`), which
+carries the attempt history as a note.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from forbear import EventHook, HostGate, Policy, RetryBudget, TokenSource
-from forbear._stepper import CallSite, Stepper  # TODO: from `forbear` once exported
+from forbear import CallSite, EventHook, HostGate, Policy, RetryBudget, Stepper, TokenSource
 
 __all__ = ["AsyncStrategies", "Strategies", "retry"]
 
