@@ -9,7 +9,7 @@ DIST := dist
 MEMBERS := $(foreach a,$(ADAPTERS),-e "$(a)$(shell sed -nE 's/^(test|demo) = \[.*/\1/p' \
 	$(a)pyproject.toml | paste -sd, - | sed -E 's/.+/[&]/')")
 
-.PHONY: venv demo test lint format dist wheel-check bench bench-smoke soak clean
+.PHONY: venv demo test test-lowest lint format dist wheel-check bench bench-smoke soak clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,25 @@ test: lint
 	$(BIN)/python -m pytest -q -p no:randomly
 	$(MAKE) --no-print-directory bench-smoke
 	$(MAKE) --no-print-directory wheel-check
+	$(MAKE) --no-print-directory test-lowest
+
+# The oldest versions the metadata allows: a venv of its own with every workspace member and the
+# dev group at the lowest version each floor names (`--resolution lowest-direct`; what those
+# pull in at their newest), and the conformance table run there. A floor that is not true
+# fails here. About 50 s with a warm uv cache.
+LOWEST := build/lowest
+CONFORMANCE := $(wildcard adapters/*/tests/test_*_conformance.py)
+
+test-lowest: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.9"
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv -q --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip install -q --python $(LOWEST)/bin/python --no-sources \
+		--resolution lowest-direct -e . $(foreach a,$(ADAPTERS),-e $(a)) --group dev
+	$(BIN)/uv pip list -q --python $(LOWEST)/bin/python 2>/dev/null \
+		| grep -E '^(anyio|httpx|httpcore|aiohttp|requests|urllib3|tenacity|backoff|redis|starlette|uvicorn|h11|pytest|trio) ' \
+		| tr -s ' ' | paste -sd, - | sed 's/^/lowest: /'
+	$(LOWEST)/bin/python -m pytest -q -p no:randomly $(CONFORMANCE)
 
 # Every distribution's sdist, and its wheel built from that sdist, in dist/; metadata checked.
 dist: $(STAMP)
