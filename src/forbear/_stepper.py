@@ -63,15 +63,6 @@ def attempt_headers() -> dict[str, str]:
     return {} if headers is None else dict(headers)
 
 
-def checked_method(method: str | None) -> str | None:
-    """A declared method, upper-case; ValueError for anything that is not a method name."""
-    if method is None:
-        return None
-    if not isinstance(method, str) or not method.isascii() or not method.isalpha():
-        raise ValueError(f"method must be an HTTP method name such as 'POST', got {method!r}")
-    return method.upper()
-
-
 class CallSite:
     """What forbear keeps for one decorated function, across its calls.
 
@@ -101,7 +92,11 @@ class CallSite:
         self.retrier = Retrier(
             policy=policy, token=token, gate=gate, budget=budget, on_event=on_event
         )
-        self.method = checked_method(method)
+        if method is not None and not (
+            isinstance(method, str) and method.isascii() and method.isalpha()
+        ):
+            raise ValueError(f"method must be an HTTP method name such as 'POST', got {method!r}")
+        self.method = None if method is None else method.upper()
         if origin is None and token is not None and len(token.origins) == 1:
             origin = next(iter(token.origins))
         if origin is not None and not origin_of(str(origin)):
