@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forbear_testing import FixedWindow, TokenBucket
+from forbear_testing import EpochWindow, FixedWindow, InFlight, TokenBucket
 from forbear_testing._limits import retry_after_seconds
 
 
@@ -68,3 +68,37 @@ def test_fixed_window_clear_forgets() -> None:
 def test_retry_after_is_whole_seconds_rounded_up(wait: float, header: int) -> None:
     """A wait becomes a whole number of seconds, rounded up, at least one."""
     assert retry_after_seconds(wait) == header
+
+
+def test_bucket_rate_changes_from_now() -> None:
+    """set_rate keeps the tokens earned so far and refills at the new rate from then on."""
+    bucket = TokenBucket(10.0, now=0.0)
+    assert bucket.take(0.0) == 0.0
+    bucket.set_rate(1.0, now=0.05)  # half a token earned at the old rate, kept
+    assert bucket.take(0.05) == pytest.approx(0.5)
+    assert bucket.take(0.55) == 0.0
+    bucket.set_rate(100.0, now=0.55)
+    assert bucket.take(0.56) == 0.0
+    with pytest.raises(ValueError):
+        bucket.set_rate(0, now=1.0)
+
+
+def test_epoch_window_is_aligned_to_unix_time() -> None:
+    """Windows start at multiples of the window since the epoch; the reset is the window's end."""
+    window = EpochWindow(2, 10.0)
+    assert window.hit("a", 1_700_000_003.0) == (True, 1, 1_700_000_010.0)
+    assert window.hit("a", 1_700_000_009.0) == (True, 0, 1_700_000_010.0)
+    assert window.hit("a", 1_700_000_009.5) == (False, 0, 1_700_000_010.0)
+    assert window.hit("b", 1_700_000_009.5) == (True, 1, 1_700_000_010.0)
+    assert window.hit("a", 1_700_000_010.0) == (True, 1, 1_700_000_020.0)
+    with pytest.raises(ValueError):
+        EpochWindow(0, 10.0)
+
+
+def test_in_flight_admits_up_to_its_limit() -> None:
+    """enter admits while fewer than limit are in flight; leave frees a place."""
+    flight = InFlight(2)
+    assert [flight.enter() for _ in range(3)] == [True, True, False]
+    flight.leave()
+    assert flight.enter()
+    assert flight.flying == 2

@@ -152,6 +152,86 @@ def test_rate_limit_by_prefix_shares_one_bucket(
     assert client.get("/apix").status_code == 200
 
 
+def test_rate_limit_changes_while_running(fault_server: FaultServer, client: httpx.Client) -> None:
+    """set_rate changes a running limit's rate: a slow bucket made fast lets requests through."""
+    fault_server.limit("/changing", rate=0.1)
+    assert client.get("/changing").status_code == 200
+    refused = client.get("/changing")
+    assert (refused.status_code, refused.headers["retry-after"]) == (429, "10")
+    assert fault_server.set_rate("/changing", 1000.0) == 1
+    time.sleep(0.01)
+    assert client.get("/changing").status_code == 200
+    assert fault_server.set_rate("/elsewhere", 1.0) == 0
+
+
+def test_overload_limit_answers_503(fault_server: FaultServer, client: httpx.Client) -> None:
+    """A limit with status=503 sheds load with 503 and Retry-After."""
+    fault_server.limit("/busy", rate=0.5, status=503)
+    assert client.get("/busy").status_code == 200
+    answer = client.get("/busy")
+    assert (answer.status_code, answer.headers["retry-after"]) == (503, "2")
+    with pytest.raises(ValueError):
+        fault_server.limit("/busy", rate=1.0, status=500)
+
+
+def test_limit_per_api_key(fault_server: FaultServer, client: httpx.Client) -> None:
+    """With per=, each value of the query parameter has a bucket of its own, before scripts."""
+    fault_server.limit("/keyed/", rate=0.1, prefix=True, per="api_key")
+    fault_server.always("/keyed/a", Reply(200, body=b"scripted"))
+    assert client.get("/keyed/a", params={"api_key": "alice"}).content == b"scripted"
+    assert client.get("/keyed/a", params={"api_key": "alice"}).status_code == 429
+    assert client.get("/keyed/b", params={"api_key": "bob"}).status_code == 200
+    assert client.get("/keyed/b", params={"api_key": "bob"}).status_code == 429
+    assert fault_server.set_rate("/keyed/", 1000.0) == 1
+    time.sleep(0.01)
+    assert client.get("/keyed/a", params={"api_key": "alice"}).status_code == 200
+
+
+@pytest.mark.parametrize("announce", [False, True])
+def test_fixed_window_reset_in_epoch_seconds(
+    fault_server: FaultServer, client: httpx.Client, announce: bool
+) -> None:
+    """A spent window answers 429 with GitHub's headers: the reset in whole Unix seconds."""
+    fault_server.window("/window", limit=2, window=60.0, announce=announce)
+    answers = [client.get("/window") for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    refused = answers[2].headers
+    assert refused["x-ratelimit-limit"] == "2"
+    assert refused["x-ratelimit-remaining"] == "0"
+    reset = int(refused["x-ratelimit-reset"])
+    assert reset % 60 == 0 and 0 < reset - time.time() <= 60
+    assert "retry-after" not in refused
+    if announce:
+        assert [r.headers["x-ratelimit-remaining"] for r in answers[:2]] == ["1", "0"]
+        assert answers[0].headers["x-ratelimit-reset"] == str(reset)
+    else:
+        assert "x-ratelimit-remaining" not in answers[0].headers
+
+
+def test_concurrency_limit_refuses_beyond_n_in_flight(fault_server: FaultServer) -> None:
+    """Two in flight at most: a third at once gets 429; once they end, a place is free."""
+    fault_server.concurrency("/capped", limit=2, delay=0.3)
+    url = fault_server.url + "/capped"
+    statuses: list[int] = []
+
+    def fetch() -> None:
+        statuses.append(httpx.get(url, timeout=5.0).status_code)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5.0
+    while len(fault_server.arrivals("/capped")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)  # both admitted (they are answered 0.3 s after arriving)
+    third = httpx.get(url, timeout=5.0)
+    assert (third.status_code, third.headers["retry-after"]) == (429, "1")
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200]
+    assert httpx.get(url, timeout=5.0).status_code == 200
+
+
 def test_token_required(fault_server: FaultServer, client: httpx.Client) -> None:
     """A token path answers 401 without a valid bearer token and 200 with one."""
     fault_server.require_token("/secure")

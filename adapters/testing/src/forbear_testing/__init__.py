@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         arun_scenario,
         run_scenario,
     )
-    from ._limits import FixedWindow, TokenBucket
+    from ._limits import EpochWindow, FixedWindow, InFlight, TokenBucket
     from ._partner import Company, PartnerAPI
     from ._policy import PolicyAPI
     from ._records import Arrival
@@ -59,10 +59,12 @@ __all__ = [
     "Credentials",
     "Driver",
     "Emulator",
+    "EpochWindow",
     "Expect",
     "FaultServer",
     "Faults",
     "FixedWindow",
+    "InFlight",
     "PartnerAPI",
     "PolicyAPI",
     "RawArrival",
@@ -100,10 +102,12 @@ _EXPORTS: dict[str, str] = {
     "Credentials": "._sarucci",
     "Driver": "._harness",
     "Emulator": "._emulator",
+    "EpochWindow": "._limits",
     "Expect": "._scenarios",
     "FaultServer": "._server",
     "Faults": "._emulator",
     "FixedWindow": "._limits",
+    "InFlight": "._limits",
     "PartnerAPI": "._partner",
     "PolicyAPI": "._policy",
     "RawArrival": "._sockets",

@@ -1,14 +1,15 @@
-"""Rate limiters the servers answer 429 with: `TokenBucket` and `FixedWindow`.
+"""Limiters the servers answer 429 with: `TokenBucket`, `FixedWindow`, `EpochWindow`, `InFlight`.
 
-Both are plain objects driven by the caller's clock (``now`` is an argument), so their tests
-need no sleeping; the servers pass ``time.monotonic()`` and hold their own lock around them.
+They are plain objects driven by the caller's clock (``now`` is an argument), so their tests
+need no sleeping; the servers pass ``time.monotonic()`` (``time.time()`` for `EpochWindow`) and
+hold their own lock around them.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["FixedWindow", "TokenBucket", "retry_after_seconds"]
+__all__ = ["EpochWindow", "FixedWindow", "InFlight", "TokenBucket", "retry_after_seconds"]
 
 
 def retry_after_seconds(wait: float) -> int:
@@ -44,6 +45,15 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
+    def set_rate(self, rate: float, *, now: float) -> None:
+        """From ``now`` on, refill at ``rate`` (the tokens earned until ``now`` are kept)."""
+        if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(float(self.capacity), self._tokens + elapsed * self.rate)
+        self._updated = max(self._updated, now)
+        self.rate = float(rate)
+
 
 class FixedWindow:
     """``limit`` requests per key per window of ``window`` seconds (the policy API's 100/min).
@@ -53,8 +63,7 @@ class FixedWindow:
     """
 
     def __init__(self, limit: int, window: float) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        _check_limit(limit)
         if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
             raise ValueError(f"window must be a finite number > 0, got {window!r}")
         self.limit = limit
@@ -75,3 +84,60 @@ class FixedWindow:
     def clear(self) -> None:
         """Forget every window."""
         self._windows.clear()
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+
+
+class EpochWindow:
+    """``limit`` requests per key per window of ``window`` seconds, windows aligned to Unix time.
+
+    Every key's windows start at multiples of ``window`` since the epoch (GitHub's and many
+    gateways' fixed windows), so a window's end is a wall-clock instant every client can be
+    told: `hit` answers ``(allowed, remaining, reset)`` with ``reset`` the window's end in Unix
+    seconds. Once a window's quota is spent every request gets refused until its end.
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        _check_limit(limit)
+        if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
+            raise ValueError(f"window must be a finite number > 0, got {window!r}")
+        self.limit = limit
+        self.window = float(window)
+        self._counts: dict[str, tuple[int, int]] = {}
+
+    def hit(self, key: str, wall: float) -> tuple[bool, int, float]:
+        """Count a request for ``key`` at Unix time ``wall``: allowed, what remains, the reset."""
+        index = math.floor(wall / self.window)
+        current, count = self._counts.get(key, (index, 0))
+        if current != index:
+            count = 0
+        reset = (index + 1) * self.window
+        if count >= self.limit:
+            self._counts[key] = (index, count)
+            return False, 0, reset
+        self._counts[key] = (index, count + 1)
+        return True, self.limit - count - 1, reset
+
+
+class InFlight:
+    """At most ``limit`` requests at once: `enter` admits one (True) or refuses it (False)."""
+
+    def __init__(self, limit: int) -> None:
+        _check_limit(limit)
+        self.limit = limit
+        #: Requests admitted and not yet left.
+        self.flying = 0
+
+    def enter(self) -> bool:
+        """Admit a request if fewer than ``limit`` are in flight."""
+        if self.flying >= self.limit:
+            return False
+        self.flying += 1
+        return True
+
+    def leave(self) -> None:
+        """An admitted request ended."""
+        self.flying = max(self.flying - 1, 0)

@@ -1,7 +1,9 @@
 """The scripted fault server: `Reply`, `FaultServer` and `serve`.
 
 Tests tell a `FaultServer` what to answer, path by path: scripted replies for the next
-requests, an answer for every request, a token-bucket rate limit, a bearer-token requirement.
+requests, an answer for every request, a token-bucket rate limit (whose rate may change while
+it runs, and which may be kept per API key), a fixed window, a cap on requests in flight, a
+bearer-token requirement.
 Replies can carry ``Retry-After`` (seconds, or an HTTP-date computed from the server's clock
 when the reply is sent), wait before answering, stream megabytes, or send a gzip bomb.
 Scripting is thread-safe: the server answers from its own thread.
@@ -31,7 +33,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ._limits import TokenBucket, retry_after_seconds
+from ._limits import EpochWindow, InFlight, TokenBucket, retry_after_seconds
 from ._service import Service, serve_service, stopping
 
 __all__ = ["DEFAULT_REPLY", "FaultServer", "Reply", "serve"]
@@ -143,6 +145,28 @@ class _Rule:
     path: str
     prefix: bool
     bucket: TokenBucket | None = None
+    #: The status a refusal answers with (429, or 503 for an overloaded server).
+    status: int = 429
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(self.path) if self.prefix else path == self.path
+
+
+@dataclass(slots=True)
+class _KeyedRule:
+    """A limiter that answers before scripts: a window, an in-flight cap, or buckets per key."""
+
+    path: str
+    prefix: bool
+    #: The query parameter naming the key (an API key) that has limits of its own.
+    per: str | None = None
+    rate: float = 0.0
+    burst: int = 0
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    window: EpochWindow | None = None
+    announce: bool = False
+    flight: InFlight | None = None
+    delay: float = 0.0
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path) if self.prefix else path == self.path
@@ -151,10 +175,11 @@ class _Rule:
 class FaultServer(Service):
     """A server that answers what the test scripted, path by path, and records every arrival.
 
-    For a request, the first of these that applies answers it: the path's scripted replies
-    (`script`), its permanent reply (`always`), a rate limit (`limit`), a token endpoint
-    (`token_endpoint`), a token requirement (`require_token`); otherwise `DEFAULT_REPLY`
-    (200 ``ok``).
+    For a request, the first of these that applies answers it: a refusal by a limit per key
+    (`limit` with ``per``), a fixed window (`window`) or an in-flight cap (`concurrency`), the
+    path's scripted replies (`script`), its permanent reply (`always`), a rate limit (`limit`),
+    a token endpoint (`token_endpoint`), a token requirement (`require_token`); otherwise
+    `DEFAULT_REPLY` (200 ``ok``, after the in-flight cap's ``delay`` when one applies).
     """
 
     def __init__(self) -> None:
@@ -162,6 +187,7 @@ class FaultServer(Service):
         self._scripts: dict[str, deque[Reply]] = {}
         self._always: dict[str, Reply] = {}
         self._limits: list[_Rule] = []
+        self._keyed: list[_KeyedRule] = []
         self._token_rules: list[_Rule] = []
         self._token_endpoints: set[str] = set()
         self._tokens: set[str] = set()
@@ -180,6 +206,7 @@ class FaultServer(Service):
             self._scripts.clear()
             self._always.clear()
             self._limits.clear()
+            self._keyed.clear()
             self._token_rules.clear()
             self._token_endpoints.clear()
             self._tokens.clear()
@@ -206,15 +233,86 @@ class FaultServer(Service):
             else:
                 self._always[path] = reply
 
-    def limit(self, path: str, *, rate: float, burst: int = 0, prefix: bool = False) -> None:
+    def limit(
+        self,
+        path: str,
+        *,
+        rate: float,
+        burst: int = 0,
+        prefix: bool = False,
+        status: int = 429,
+        per: str | None = None,
+    ) -> None:
         """Rate-limit ``path`` (every path under it with ``prefix``) like nginx ``limit_req``.
 
         One token bucket per call: ``rate`` requests a second, ``burst`` more at once. A
-        request finding it empty gets 429 with ``Retry-After`` in whole seconds (at least 1).
+        request finding it empty gets ``status`` (429; 503 for a server shedding load) with
+        ``Retry-After`` in whole seconds (at least 1). With ``per``, the name of a query
+        parameter (``api_key``, say), each value of it gets a bucket of its own, and the limit
+        applies before any script. `set_rate` changes the rate while the server runs.
         """
+        if status not in (429, 503):
+            raise ValueError(f"a limit answers 429 or 503, got {status!r}")
+        if per is not None:
+            TokenBucket(rate, burst, now=0.0)  # refuse a bad rate or burst now
+            with self._lock:
+                self._keyed.append(_KeyedRule(path, prefix, per=per, rate=rate, burst=burst))
+            return
         bucket = TokenBucket(rate, burst, now=time.monotonic())
         with self._lock:
-            self._limits.append(_Rule(path, prefix, bucket))
+            self._limits.append(_Rule(path, prefix, bucket, status))
+
+    def set_rate(self, path: str, rate: float) -> int:
+        """Change the rate of every `limit` set on ``path``, from now on; how many changed.
+
+        The tokens a bucket holds are kept: a rate that drops is felt once they are spent.
+        """
+        now = time.monotonic()
+        changed = 0
+        with self._lock:
+            for rule in self._limits:
+                if rule.path == path and rule.bucket is not None:
+                    rule.bucket.set_rate(rate, now=now)
+                    changed += 1
+            for keyed in self._keyed:
+                if keyed.path == path and keyed.per is not None:
+                    for bucket in keyed.buckets.values():
+                        bucket.set_rate(rate, now=now)
+                    keyed.rate = rate
+                    changed += 1
+        return changed
+
+    def window(
+        self,
+        path: str,
+        *,
+        limit: int,
+        window: float,
+        prefix: bool = False,
+        per: str | None = None,
+        announce: bool = False,
+    ) -> None:
+        """A fixed window on ``path``: ``limit`` requests per ``window`` seconds, aligned to Unix
+        time (per value of the query parameter ``per`` when given).
+
+        Once a window is spent, every request until its end gets 429 with GitHub's headers
+        (``X-RateLimit-Limit``, ``X-RateLimit-Remaining: 0``, ``X-RateLimit-Reset``: the
+        window's end in whole Unix seconds) and no ``Retry-After``. With ``announce``, the
+        requests let through carry the same headers (what remains in the window).
+        """
+        rule = _KeyedRule(path, prefix, per=per, window=EpochWindow(limit, window))
+        rule.announce = announce
+        with self._lock:
+            self._keyed.append(rule)
+
+    def concurrency(self, path: str, *, limit: int, delay: float, prefix: bool = False) -> None:
+        """At most ``limit`` requests to ``path`` in flight; each one let through is answered
+        after ``delay`` seconds, and one more at once gets 429 with ``Retry-After: 1``."""
+        if not (math.isfinite(delay) and delay >= 0):
+            raise ValueError(f"delay must be a finite number >= 0, got {delay!r}")
+        rule = _KeyedRule(path, prefix, flight=InFlight(limit), delay=delay)
+        with self._lock:
+            self._keyed.append(rule)
 
     def require_token(self, path: str, *, prefix: bool = False) -> None:
         """``path`` (or every path under it) answers 401 unless it carries a valid bearer token."""
@@ -257,8 +355,65 @@ class FaultServer(Service):
     # -- answering -------------------------------------------------------------------------
 
     async def _answer(self, request: Request) -> Response:
-        reply = self._choose(request.url.path, request.headers.get("authorization"))
-        return await reply.respond(stopping(request.scope))
+        path = request.url.path
+        refusal, flight, delay, announced = self._admit(path, request.query_params)
+        if refusal is not None:
+            return await refusal.respond()
+        try:
+            reply = self._choose(path, request.headers.get("authorization"))
+            if delay and reply is DEFAULT_REPLY:
+                reply = Reply(200, body=DEFAULT_REPLY.body, delay=delay)
+            if announced and reply is DEFAULT_REPLY:
+                reply = Reply(200, body=DEFAULT_REPLY.body, headers=announced)
+            return await reply.respond(stopping(request.scope))
+        finally:
+            if flight is not None:
+                with self._lock:
+                    flight.leave()
+
+    def _admit(
+        self, path: str, query: Mapping[str, str]
+    ) -> tuple[Reply | None, InFlight | None, float, tuple[tuple[str, str], ...]]:
+        """The limits that answer before scripts: a refusal, or the in-flight cap entered (to
+        leave once answered), its delay, and the window's announcement for the answer."""
+        flight: InFlight | None = None
+        delay = 0.0
+        announced: tuple[tuple[str, str], ...] = ()
+        with self._lock:
+            rules = [rule for rule in self._keyed if rule.matches(path)]
+            if not rules:
+                return None, None, 0.0, ()
+            now, wall = time.monotonic(), time.time()
+            for rule in rules:
+                key = "" if rule.per is None else query.get(rule.per, "")
+                if rule.window is not None:
+                    allowed, remaining, reset = rule.window.hit(key, wall)
+                    headers = (
+                        ("X-RateLimit-Limit", str(rule.window.limit)),
+                        ("X-RateLimit-Remaining", str(remaining)),
+                        ("X-RateLimit-Reset", str(math.ceil(reset))),
+                    )
+                    if not allowed:
+                        return Reply(429, headers=headers, body=b"window spent"), None, 0.0, ()
+                    if rule.announce:
+                        announced = headers
+                elif rule.flight is not None:
+                    if not rule.flight.enter():
+                        if flight is not None:
+                            flight.leave()
+                        return Reply(429, retry_after=1, body=b"too many at once"), None, 0.0, ()
+                    flight, delay = rule.flight, rule.delay
+                else:
+                    bucket = rule.buckets.get(key)
+                    if bucket is None:
+                        bucket = rule.buckets[key] = TokenBucket(rule.rate, rule.burst, now=now)
+                    wait = bucket.take(now)
+                    if wait > 0:
+                        if flight is not None:
+                            flight.leave()
+                        reply = Reply(429, retry_after=retry_after_seconds(wait), body=b"slow down")
+                        return reply, None, 0.0, ()
+        return None, flight, delay, announced
 
     def _choose(self, path: str, authorization: str | None) -> Reply:
         with self._lock:
@@ -272,7 +427,9 @@ class FaultServer(Service):
                 if rule.bucket is not None and rule.matches(path):
                     wait = rule.bucket.take(now)
                     if wait > 0:
-                        return Reply(429, retry_after=retry_after_seconds(wait), body=b"slow down")
+                        refusal = b"slow down" if rule.status == 429 else b"overloaded"
+                        seconds = retry_after_seconds(wait)
+                        return Reply(rule.status, retry_after=seconds, body=refusal)
             if path in self._token_endpoints:
                 body = {"access_token": self._issue(True), "token_type": "Bearer"}
                 return Reply(
