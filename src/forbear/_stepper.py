@@ -33,10 +33,9 @@ from typing import Any
 
 import anyio
 
-from ._budget import RetryBudget
 from ._events import Event, EventHook
-from ._flow import Call, Flow, Release, Replayable, Retrier, Send, Sleep
-from ._gate import HostGate, origin_of
+from ._flow import Budget, Call, Flow, Gate, Release, Replayable, Retrier, Send, Sleep
+from ._gate import origin_of
 from ._policy import Policy
 from ._readers import arelease, read_exception, read_response, release
 from ._token import TokenSource
@@ -82,8 +81,8 @@ class CallSite:
         policy: Policy | None = None,
         method: str | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | EllipsisType | None = ...,
-        budget: RetryBudget | EllipsisType | None = ...,
+        gate: Gate | EllipsisType | None = ...,
+        budget: Budget | EllipsisType | None = ...,
         on_event: EventHook | None = None,
         origin: str | None = None,
     ) -> None:

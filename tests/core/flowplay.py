@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import forbear
-from forbear import Call, ErrorKind, Outcome, Release, Replayable, Send, Sleep
+from forbear import Call, ErrorKind, Outcome
+from forbear.flow import Release, Replayable, Send, Sleep
 
 __all__ = ["Answer", "Clock", "Played", "play"]
 

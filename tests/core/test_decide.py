@@ -14,7 +14,6 @@ from collections.abc import Mapping
 import pytest
 
 from forbear import (
-    REASONS,
     Action,
     Backoff,
     Decision,
@@ -27,6 +26,7 @@ from forbear import (
     decide,
     parse_retry_after,
 )
+from forbear.rules import REASONS
 
 #: Monotonic time at which every logical request below starts.
 NOW = 1_000.0

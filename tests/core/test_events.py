@@ -26,9 +26,9 @@ from forbear import (
     RetryBudget,
     TokenExchangeError,
     TokenSource,
-    redact_url,
     subscribe,
 )
+from forbear.flow import redact_url
 
 SENTINEL = "SENTINEL"
 STALE_TOKEN = "SENTINEL-bearer-stale-0001"

@@ -24,14 +24,11 @@ from forbear import (
     Outcome,
     Policy,
     Reason,
-    Release,
-    Replayable,
     Retrier,
     RetryBudget,
-    Send,
-    Sleep,
     TokenSource,
 )
+from forbear.flow import Release, Replayable, Send, Sleep
 
 API = "https://api.example.test"
 URL = f"{API}/v1/items"
@@ -416,8 +413,8 @@ def test_bad_overrides_are_refused_naming_where(override: Any, error: type[Excep
 
 
 def test_resends_are_labelled_while_anyone_subscribes() -> None:
-    """`forbear.sending()` names each re-send during its send, only while a subscriber exists."""
-    seen: list[forbear.Sending | None] = []
+    """`forbear.flow.sending()` names each re-send while it is sent, only while anyone listens."""
+    seen: list[forbear.flow.Sending | None] = []
     flow = retrier().flow("get", f"{URL}?token=secret", {})
     unsubscribe = forbear.subscribe(lambda event: None)
     try:
@@ -430,12 +427,12 @@ def test_resends_are_labelled_while_anyone_subscribes() -> None:
                 break
             value = True if isinstance(effect, Replayable) else None
             if isinstance(effect, Send):
-                seen.append(forbear.sending())
+                seen.append(forbear.flow.sending())
                 value = (("response", 0), None, Outcome.response(next(statuses)))
     finally:
         unsubscribe()
-    assert seen == [None, forbear.Sending(2, "GET", URL), forbear.Sending(3, "GET", URL)]
-    assert forbear.sending() is None
+    assert seen == [None, forbear.flow.Sending(2, "GET", URL), forbear.flow.Sending(3, "GET", URL)]
+    assert forbear.flow.sending() is None
 
 
 def test_a_flow_may_start_from_a_first_attempt_already_made() -> None:
@@ -494,7 +491,7 @@ def test_first_slot_waits_like_the_flow_never_past_max_wait_or_the_deadline(call
     played = play(capped.first_slot(API, clock.now), [], clock=clock)
     assert played.sleeps == [10.0]
     assert [type(effect) for effect in played.effects][:1] == [
-        forbear.Call if call else forbear.Sleep
+        forbear.Call if call else forbear.flow.Sleep
     ]
     late = retrier(clock=clock, gate=gate, policy=Policy(deadline=4.0))
     assert play(late.first_slot(API, clock.now - 1.0), [], clock=clock).sleeps == [3.0]

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from forbear import (
+from forbear import Backoff, ErrorKind, Jitter, Policy
+from forbear.rules import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_REAUTHS,
     DEFAULT_MAX_WAIT,
@@ -19,10 +20,6 @@ from forbear import (
     DEFAULT_RETRY_STATUSES,
     IDEMPOTENT_METHODS,
     NEVER_SENT_ERRORS,
-    Backoff,
-    ErrorKind,
-    Jitter,
-    Policy,
 )
 
 

@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forbear import (
-    REASONS,
     Action,
     Backoff,
     ErrorKind,
@@ -27,9 +26,10 @@ from forbear import (
     Policy,
     RetryState,
     decide,
-    parse_http_date,
     parse_retry_after,
 )
+from forbear._retry_after import parse_http_date
+from forbear.rules import REASONS
 
 FAST = settings(max_examples=150, deadline=None)
 NOW = 10_000.0

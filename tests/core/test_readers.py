@@ -1,4 +1,4 @@
-"""`forbear.error_kind` and `forbear.read_attempt`: the core's one reading of client objects.
+"""`forbear.error_kind` and `forbear.flow.read_attempt`: the core's one reading of client objects.
 
 The per-library rows are pinned in each transport adapter's ``test_*_errors.py``, with the
 library's real exceptions; here, what holds without any client library.
@@ -19,8 +19,8 @@ def test_reading_imports_no_client_library() -> None:
     script = (
         "import sys, forbear\n"
         "assert forbear.error_kind(ConnectionResetError()) is forbear.ErrorKind.DISCONNECT\n"
-        "assert forbear.read_attempt(object()) is None\n"
-        "assert forbear.read_attempt(ValueError()) is None\n"
+        "assert forbear.flow.read_attempt(object()) is None\n"
+        "assert forbear.flow.read_attempt(ValueError()) is None\n"
         "loaded = {'httpx', 'requests', 'urllib3', 'aiohttp', 'http.client'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )

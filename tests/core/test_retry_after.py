@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from forbear import header_value, parse_http_date, parse_retry_after
+from forbear import parse_retry_after
+from forbear._retry_after import header_value, parse_http_date
 
 #: RFC 9110's example date, "Sun, 06 Nov 1994 08:49:37 GMT", as Unix time.
 RFC_EXAMPLE = 784_111_777.0

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Iterator
 import anyio
 import pytest
 
-from forbear import Call, Outcome, Replayable, Retrier, Send, TokenExchangeError, TokenSource
+from forbear import Call, Outcome, Retrier, TokenExchangeError, TokenSource
+from forbear.flow import Replayable, Send
 
 API = "https://api.example.test"
 SECRET = "SENTINEL-exchange-secret-4711"

@@ -6,10 +6,12 @@ import sys
 
 import aiohttp
 import forbear_backoff
+import forbear_tenacity
 import httpx
 import requests
 from forbear_aiohttp import RetryMiddleware
 from forbear_httpx import RetryTransport
+from forbear_redis import Fleet
 from forbear_requests import RetryAdapter
 
 from forbear import Event, HostGate, Policy, RetryBudget, TokenSource, profiles
@@ -61,3 +63,17 @@ async def async_clients() -> None:
 @forbear_backoff.on_response(policy=profiles.policy_api)
 def decorated() -> httpx.Response:
     return httpx.get("https://api.example.com")
+
+
+@forbear_tenacity.retry(policy=profiles.sarucci, method="GET")
+def decorated_by_tenacity() -> httpx.Response:
+    return httpx.get("https://api.example.com", headers=forbear_tenacity.headers())
+
+
+def fleet_scope() -> None:
+    fleet = Fleet("redis://127.0.0.1:6379/0", namespace="crawler")
+    middleware = RetryMiddleware(gate=fleet.gate, budget=fleet.budget)
+    transport = RetryTransport(gate=fleet.gate, budget=fleet.budget)
+    token = fleet.token(_exchange, origins=["https://api.example.com"])
+    assert_type(token.header_value("t"), str)
+    del middleware, transport

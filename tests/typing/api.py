@@ -15,6 +15,56 @@ from typing import TYPE_CHECKING, Any
 
 import forbear
 from forbear import (
+    Action,
+    APIError,
+    Backoff,
+    Budget,
+    Call,
+    Decision,
+    ErrorKind,
+    Event,
+    EventHook,
+    Gate,
+    HostGate,
+    Jitter,
+    Outcome,
+    Policy,
+    Reason,
+    Retrier,
+    RetryBudget,
+    RetryState,
+    SyncAdapter,
+    TokenExchangeError,
+    TokenSource,
+    decide,
+    drain_length,
+    error_kind,
+    origin_of,
+    overrides,
+    parse_error,
+    parse_retry_after,
+    process_budget,
+    process_gate,
+    profiles,
+    subscribe,
+)
+from forbear._retry_after import header_value, parse_http_date
+from forbear.errors import (
+    MAX_ERROR_BODY,
+    MAX_ERROR_MESSAGE,
+    BadRequest,
+    Conflict,
+    ErrorInfo,
+    Forbidden,
+    Gone,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+    Unprocessable,
+)
+from forbear.flow import Flow, Send, Sleep, redact_url
+from forbear.rules import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_REAUTHS,
     DEFAULT_MAX_WAIT,
@@ -22,45 +72,8 @@ from forbear import (
     DEFAULT_RETRY_STATUSES,
     IDEMPOTENCY_KEY_METHODS,
     IDEMPOTENT_METHODS,
-    MAX_ERROR_BODY,
-    MAX_ERROR_MESSAGE,
     NEVER_SENT_ERRORS,
     REASONS,
-    Action,
-    APIError,
-    Backoff,
-    BadRequest,
-    Conflict,
-    Decision,
-    ErrorInfo,
-    ErrorKind,
-    Event,
-    EventHook,
-    Forbidden,
-    Gone,
-    HostGate,
-    Jitter,
-    NotFound,
-    Outcome,
-    Policy,
-    RateLimited,
-    Retrier,
-    RetryBudget,
-    RetryCall,
-    RetryState,
-    ServerError,
-    TokenExchangeError,
-    TokenSource,
-    Unauthorized,
-    Unprocessable,
-    decide,
-    header_value,
-    origin_of,
-    parse_error,
-    parse_http_date,
-    parse_retry_after,
-    profiles,
-    redact_url,
 )
 
 if TYPE_CHECKING:
@@ -158,7 +171,8 @@ def one_logical_request(policy: Policy, headers: Mapping[str, str]) -> Decision:
     assert_type(decide(policy, state, outcome), Decision)
     assert_type(decision.action, Action)
     assert_type(decision.wait, float)
-    assert_type(decision.reason, str)
+    assert_type(decision.reason, Reason)
+    assert_type(decision.reason.value, str)
     assert_type(decision.attempt, int)
     assert_type(decision.status, int | None)
     assert_type(decision.kind, ErrorKind | None)
@@ -230,7 +244,7 @@ def events(decision: Decision) -> EventHook:
     assert_type(event.attempt, int)
     assert_type(event.action, Action)
     assert_type(event.wait, float)
-    assert_type(event.reason, str)
+    assert_type(event.reason, Reason)
     assert_type(event.status, int | None)
     assert_type(event.error, ErrorKind | None)
     assert_type(event.method, str)
@@ -245,7 +259,7 @@ def events(decision: Decision) -> EventHook:
     return hook
 
 
-def shared_pieces(policy: Policy, hook: EventHook) -> RetryCall:
+def shared_pieces(policy: Policy, hook: EventHook) -> Retrier:
     assert_type(origin_of("https://a.test/x"), str)
     gate = HostGate(burst=2, clock=lambda: 0.0)
     assert_type(gate.delay("https://a.test"), float)
@@ -280,28 +294,57 @@ def shared_pieces(policy: Policy, hook: EventHook) -> RetryCall:
         request_ids=True,
         on_event=hook,
     )
-    Retrier(gate=False, budget=None)
-    call = retrier.begin("POST", "https://a.test/x", {}, replayable=True, policy=policy)
-    assert_type(call, RetryCall)
-    assert_type(call.key, str)
-    assert_type(call.gate_delay(), float)
-    assert_type(call.headers(), dict[str, str])
-    assert_type(call.uses_token, bool)
-    assert_type(call.auth_sync(), tuple[str, str] | None)
-    decision = call.on_response(503, {"Retry-After": "1"})
-    assert_type(decision, Decision)
-    assert_type(call.on_error(ErrorKind.DISCONNECT), Decision)
-    assert_type(call.on_error("connect"), Decision)
-    if decision.action is Action.REAUTH:
-        call.reauth_sync()
-    assert_type(call.note(), str)
-    assert_type(call.history, tuple[Decision, ...])
-    assert_type(call.state, RetryState)
-    return call
+    Retrier(gate=None, budget=None)
+    Retrier(gate=True)  # type: ignore[arg-type]
+    shared: Gate = gate  # HostGate is a Gate, RetryBudget a Budget
+    spending: Budget = budget
+    assert_type(process_gate(), HostGate)
+    assert_type(process_budget(), RetryBudget)
+    del shared, spending
+    flow = retrier.flow("POST", "https://a.test/x", {}, override={"retries": False})
+    assert_type(flow, Flow)
+    effect = next(flow)
+    if isinstance(effect, Send):
+        assert_type(effect.headers, Mapping[str, str] | None)
+    elif isinstance(effect, Sleep):
+        assert_type(effect.seconds, float)
+    elif isinstance(effect, Call):
+        assert_type(effect.args, tuple[Any, ...])
+    with overrides(policy=policy, retries=True):
+        pass
+    unsubscribe = subscribe(hook)
+    unsubscribe()
+    assert_type(error_kind(ValueError()), ErrorKind | None)
+    assert_type(drain_length({"Content-Length": "12"}), int | None)
+    return retrier
 
 
-async def shared_pieces_async(call: RetryCall, token: TokenSource) -> None:
-    assert_type(await call.auth_async(), tuple[str, str] | None)
-    await call.reauth_async()
+class _Adapter:
+    """A sync adapter over plain values: the protocol an adapter author implements."""
+
+    def send(self, request: str, headers: Mapping[str, str] | None) -> int:
+        return 200
+
+    def outcome(self, response: int) -> Outcome:
+        return Outcome.response(response)
+
+    def failure(self, error: Exception) -> ErrorKind | None:
+        return error_kind(error)
+
+    def replayable(self, request: str) -> bool:
+        return True
+
+    def release(self, response: int) -> None:
+        del response
+
+
+def running(retrier: Retrier) -> int:
+    adapter: SyncAdapter[str, int] = _Adapter()
+    response = retrier.run_sync(adapter, "request", "GET", "https://a.test/x", {})
+    assert_type(response, int)
+    return response
+
+
+async def shared_pieces_async(token: TokenSource) -> None:
     assert_type(await token.get_async(), str)
     assert_type(await token.refresh_async("stale"), str)

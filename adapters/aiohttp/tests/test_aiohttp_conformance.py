@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import aiohttp
 import pytest
 
-from forbear_aiohttp import RetryMiddleware, error_kind
+from forbear import error_kind
+from forbear_aiohttp import RetryMiddleware
 from forbear_testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, arun_scenario
 
 pytestmark = pytest.mark.anyio

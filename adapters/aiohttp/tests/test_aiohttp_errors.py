@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage
 
-import forbear_aiohttp
 from forbear import ErrorKind, error_kind
 
 REFUSED = OSError(111, "Connection refused")
@@ -64,8 +63,3 @@ def test_transport_failures_map_to_their_kind(exc: BaseException, kind: Any) -> 
 def test_other_exceptions_are_never_retried(exc: BaseException) -> None:
     """Failed verification, ClientTimeout.total, bad URLs and the like map to no kind."""
     assert error_kind(exc) is None
-
-
-def test_the_middleware_judges_by_the_core_table() -> None:
-    """`forbear_aiohttp.error_kind` is the core's one table, not a copy."""
-    assert forbear_aiohttp.error_kind is error_kind

@@ -91,17 +91,18 @@ def test_no_client_library_is_imported() -> None:
     code = textwrap.dedent(
         """
         import sys
+        import forbear.flow
         import forbear_backoff
         loaded = {"httpx", "requests", "aiohttp"} & set(sys.modules)
         assert not loaded, loaded
-        assert forbear_backoff.read_attempt(object()) is None
+        assert forbear.flow.read_attempt(object()) is None
         assert forbear_backoff.Pieces().giveup(ValueError()) is True
 
         import requests  # only requests, now: its objects are recognised
         response = requests.Response()
         response.status_code = 503
         response.headers["Retry-After"] = "3"
-        attempt = forbear_backoff.read_attempt(response)
+        attempt = forbear.flow.read_attempt(response)
         assert (attempt.outcome.status, attempt.response) == (503, response), attempt
         assert forbear_backoff.Pieces(method="GET").retryable(response) is True
         assert forbear_backoff.Pieces().retryable(response) is False  # unknown method

@@ -30,8 +30,9 @@ from forbear import (
     RetryBudget,
     TokenExchangeError,
     TokenSource,
+    error_kind,
 )
-from forbear_requests import RetryAdapter, error_kind
+from forbear_requests import RetryAdapter
 from forbear_testing import FaultServer, RawFaults, RawMode, Reply
 
 FAST = Policy(backoff=Backoff(initial=0.01, max=0.05))

@@ -12,7 +12,8 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from forbear_requests import RetryAdapter, error_kind
+from forbear import error_kind
+from forbear_requests import RetryAdapter
 from forbear_testing import SCENARIOS, Result, Scenario, ScenarioEnv, SendContext, run_scenario
 
 #: Cancellation interrupts the main thread with a signal, as Ctrl-C would (POSIX only).

@@ -14,7 +14,6 @@ import pytest
 import requests
 from urllib3 import exceptions as urllib3_errors
 
-import forbear_requests
 from forbear import ErrorKind, error_kind
 
 
@@ -84,8 +83,3 @@ def test_transport_failures_map_to_their_kind(exc: BaseException, kind: Any) -> 
 def test_other_exceptions_are_never_retried(exc: BaseException) -> None:
     """TLS and proxy failures, a closed pool, bad URLs and the like map to no kind."""
     assert error_kind(exc) is None
-
-
-def test_the_adapter_judges_by_the_core_table() -> None:
-    """`forbear_requests.error_kind` is the core's one table, not a copy."""
-    assert forbear_requests.error_kind is error_kind

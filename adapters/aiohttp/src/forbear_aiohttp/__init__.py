@@ -15,11 +15,10 @@ except ImportError as exc:  # pragma: no cover - aiohttp is a dependency of this
         "forbear_aiohttp needs aiohttp: install it with `pip install forbear-aiohttp`"
     ) from exc
 
-from forbear import error_kind  # the core's one error table, where it always was for users
 
 from ._middleware import RetryMiddleware
 
-__all__ = ["RetryMiddleware", "error_kind"]
+__all__ = ["RetryMiddleware"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,8 @@ import anyio
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 from aiohttp.multipart import BodyPartReaderPayload
 
-from forbear import RELEASE_SECONDS, Outcome, TokenSource, drain_length, error_kind
+from forbear import Outcome, TokenSource, drain_length, error_kind
+from forbear.rules import RELEASE_SECONDS
 
 __all__ = ["Attempts"]
 

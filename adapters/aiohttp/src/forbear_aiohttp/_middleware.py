@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 
-from forbear import EventHook, HostGate, Policy, Retrier, RetryBudget, TokenSource
+from forbear import Budget, EventHook, Gate, Policy, Retrier, TokenSource
 
 from ._attempts import Attempts
 
@@ -62,8 +62,8 @@ class RetryMiddleware:
         *,
         policy: Policy | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | EllipsisType | None = ...,
-        budget: RetryBudget | EllipsisType | None = ...,
+        gate: Gate | EllipsisType | None = ...,
+        budget: Budget | EllipsisType | None = ...,
         idempotency_keys: bool = False,
         request_ids: bool = False,
         on_event: EventHook | None = None,

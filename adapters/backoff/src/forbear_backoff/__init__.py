@@ -18,20 +18,17 @@ except ImportError as exc:  # pragma: no cover - backoff is a dependency of this
         "forbear_backoff needs backoff: install it with `pip install forbear-backoff`"
     ) from exc
 
-from forbear import Attempt, read_attempt
-from forbear import attempt_headers as headers
+from forbear.flow import attempt_headers as headers
 
 from ._decorators import DECISION_KEY, on_exception, on_response
 from ._pieces import Pieces
 
 __all__ = [
     "DECISION_KEY",
-    "Attempt",
     "Pieces",
     "headers",
     "on_exception",
     "on_response",
-    "read_attempt",
 ]
 
 

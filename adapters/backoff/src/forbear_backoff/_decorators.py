@@ -1,6 +1,6 @@
 """`on_response` and `on_exception`: backoff's decorators running forbear's one retry loop.
 
-Each call of a decorated function is one logical request: a `forbear.Stepper` steps the
+Each call of a decorated function is one logical request: a `forbear.flow.Stepper` steps the
 core's flow, and everything backoff asks
 during that call (the predicate or ``giveup``, the wait generator, the handlers) is answered
 from it. The function itself is wrapped so that each attempt first waits what the gate still
@@ -20,16 +20,8 @@ from typing import Any, TypeVar, cast
 
 import backoff
 
-from forbear import (
-    Action,
-    CallSite,
-    EventHook,
-    HostGate,
-    Policy,
-    RetryBudget,
-    Stepper,
-    TokenSource,
-)
+from forbear import Action, Budget, EventHook, Gate, Policy, TokenSource
+from forbear.flow import CallSite, Stepper
 
 __all__ = ["DECISION_KEY", "on_exception", "on_response"]
 
@@ -59,8 +51,8 @@ def on_response(
     policy: Policy | None = None,
     method: str | None = None,
     token: TokenSource | None = None,
-    gate: HostGate | EllipsisType | None = ...,
-    budget: RetryBudget | EllipsisType | None = ...,
+    gate: Gate | EllipsisType | None = ...,
+    budget: Budget | EllipsisType | None = ...,
     on_event: EventHook | None = None,
     origin: str | None = None,
     **backoff_options: Any,
@@ -94,8 +86,8 @@ def on_exception(
     policy: Policy | None = None,
     method: str | None = None,
     token: TokenSource | None = None,
-    gate: HostGate | EllipsisType | None = ...,
-    budget: RetryBudget | EllipsisType | None = ...,
+    gate: Gate | EllipsisType | None = ...,
+    budget: Budget | EllipsisType | None = ...,
     on_event: EventHook | None = None,
     origin: str | None = None,
     **backoff_options: Any,

@@ -15,17 +15,15 @@ from types import EllipsisType
 from typing import Any
 
 from forbear import (
-    UNKNOWN_METHOD,
     Action,
-    CallSite,
+    Budget,
     EventHook,
-    HostGate,
+    Gate,
     Policy,
-    RetryBudget,
     RetryState,
     decide,
-    read_attempt,
 )
+from forbear.flow import UNKNOWN_METHOD, CallSite, read_attempt
 
 __all__ = ["Pieces"]
 
@@ -51,8 +49,8 @@ class Pieces:
         *,
         policy: Policy | None = None,
         method: str | None = None,
-        gate: HostGate | EllipsisType | None = ...,
-        budget: RetryBudget | EllipsisType | None = ...,
+        gate: Gate | EllipsisType | None = ...,
+        budget: Budget | EllipsisType | None = ...,
         on_event: EventHook | None = None,
     ) -> None:
         self._site = CallSite(

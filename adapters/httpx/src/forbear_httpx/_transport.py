@@ -16,17 +16,17 @@ import anyio
 import httpx
 
 from forbear import (
-    RELEASE_SECONDS,
+    Budget,
     EventHook,
-    HostGate,
+    Gate,
     Outcome,
     Policy,
     Retrier,
-    RetryBudget,
     TokenSource,
     drain_length,
     error_kind,
 )
+from forbear.rules import RELEASE_SECONDS
 
 __all__ = ["RetryTransport"]
 
@@ -51,8 +51,8 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         *,
         policy: Policy | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | EllipsisType | None = ...,
-        budget: RetryBudget | EllipsisType | None = ...,
+        gate: Gate | EllipsisType | None = ...,
+        budget: Budget | EllipsisType | None = ...,
         idempotency_keys: bool = False,
         request_ids: bool = False,
         on_event: EventHook | None = None,

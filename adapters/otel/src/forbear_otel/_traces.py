@@ -86,7 +86,7 @@ def http_client_span(span: Any, method: str, url: str | None = None) -> bool:
         return False
     if url is not None:
         span_url = next((attributes[k] for k in _URL_KEYS if k in attributes), None)
-        if span_url is not None and forbear.redact_url(str(span_url)) != url:
+        if span_url is not None and forbear.flow.redact_url(str(span_url)) != url:
             return False
     return True
 

@@ -14,9 +14,8 @@ from typing import Any
 from ._budget import FleetBudget
 from ._fleet import Fleet
 from ._gate import FleetGate, Pacing
-from ._store import logger
 
-__all__ = ["Fleet", "FleetBudget", "FleetGate", "Pacing", "logger"]
+__all__ = ["Fleet", "FleetBudget", "FleetGate", "Pacing"]
 
 
 def __getattr__(name: str) -> Any:

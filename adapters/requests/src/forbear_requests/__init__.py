@@ -15,11 +15,10 @@ except ImportError as exc:  # pragma: no cover - requests is a dependency of thi
         "forbear_requests needs requests: install it with `pip install forbear-requests`"
     ) from exc
 
-from forbear import error_kind  # the core's one error table, where it always was for users
 
 from ._adapter import RetryAdapter
 
-__all__ = ["RetryAdapter", "error_kind"]
+__all__ = ["RetryAdapter"]
 
 
 def __getattr__(name: str) -> Any:

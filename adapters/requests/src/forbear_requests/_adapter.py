@@ -16,7 +16,9 @@ from requests.models import PreparedRequest, Response
 from urllib3.util.retry import Retry
 
 from forbear import (
+    Budget,
     EventHook,
+    Gate,
     HostGate,
     Policy,
     Retrier,
@@ -45,8 +47,8 @@ class RetryAdapter(BaseAdapter):
         *,
         policy: Policy | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | EllipsisType | None = ...,
-        budget: RetryBudget | EllipsisType | None = ...,
+        gate: Gate | EllipsisType | None = ...,
+        budget: Budget | EllipsisType | None = ...,
         idempotency_keys: bool = False,
         request_ids: bool = False,
         on_event: EventHook | None = None,

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - tenacity is a dependency of thi
         "forbear_tenacity needs tenacity: install it with `pip install forbear-tenacity`"
     ) from exc
 
-from forbear import attempt_headers as headers
+from forbear.flow import attempt_headers as headers
 
 from ._strategies import AsyncStrategies, Strategies, retry
 

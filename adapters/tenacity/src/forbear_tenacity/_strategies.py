@@ -2,7 +2,7 @@
 
 tenacity calls ``before`` ahead of each attempt, the function, then ``retry`` with the
 outcome, ``wait`` and ``stop``. Each call of a retried function (one `tenacity.RetryCallState`)
-is one logical request: a `forbear.Stepper` steps the core's flow from those callbacks.
+is one logical request: a `forbear.flow.Stepper` steps the core's flow from those callbacks.
 ``retry`` says True only when the core retries, so when it stops tenacity itself returns the
 last response or raises the client's own exception (never `tenacity.RetryError`), which
 carries the attempt history as a note.
@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from forbear import CallSite, EventHook, HostGate, Policy, RetryBudget, Stepper, TokenSource
+from forbear import Budget, EventHook, Gate, Policy, TokenSource
+from forbear.flow import CallSite, Stepper
 
 __all__ = ["AsyncStrategies", "Strategies", "retry"]
 
@@ -56,8 +57,8 @@ class Strategies:
         policy: Policy | None = None,
         method: str | None = None,
         token: TokenSource | None = None,
-        gate: HostGate | EllipsisType | None = ...,
-        budget: RetryBudget | EllipsisType | None = ...,
+        gate: Gate | EllipsisType | None = ...,
+        budget: Budget | EllipsisType | None = ...,
         on_event: EventHook | None = None,
         origin: str | None = None,
     ) -> None:
@@ -125,8 +126,8 @@ def retry(
     policy: Policy | None = None,
     method: str | None = None,
     token: TokenSource | None = None,
-    gate: HostGate | EllipsisType | None = ...,
-    budget: RetryBudget | EllipsisType | None = ...,
+    gate: Gate | EllipsisType | None = ...,
+    budget: Budget | EllipsisType | None = ...,
     on_event: EventHook | None = None,
     origin: str | None = None,
     **tenacity_options: Any,

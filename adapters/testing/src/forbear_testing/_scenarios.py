@@ -318,6 +318,35 @@ SCENARIOS: tuple[Scenario, ...] = (
         pool_size=1,
         expect=Expect(arrivals=5, status=200, body=_OK, max_elapsed=10.0),
     ),
+    # Where forbear has no say, the client behaves as without it.
+    Scenario(
+        "401-without-token-returned",
+        "A 401 to a client without a token source is returned at once, for the client's own auth.",
+        replies=(
+            Reply(401, headers={"WWW-Authenticate": 'Basic realm="api"'}, body=b"who are you"),
+        ),
+        expect=Expect(arrivals=1, status=401, body=b"who are you", max_elapsed=1.0),
+    ),
+    Scenario(
+        "304-not-modified-returned",
+        "A conditional GET answered 304 is returned at once, as the client's cache expects.",
+        headers=(("If-None-Match", '"v1"'),),
+        replies=(Reply(304, headers={"ETag": '"v1"'}),),
+        expect=Expect(arrivals=1, status=304, body=b"", max_elapsed=1.0),
+    ),
+    Scenario(
+        "large-200-body-intact",
+        "A 1 MB final body is handed back unread and whole: only discarded answers are released.",
+        replies=(Reply(503), Reply(200, body_size=_MiB)),
+        expect=Expect(arrivals=2, status=200, body=b"x" * _MiB),
+    ),
+    Scenario(
+        "head-503-then-200",
+        "A HEAD answered 503 is retried like a GET; the 200 comes back without a body.",
+        method="HEAD",
+        replies=(Reply(503),),
+        expect=Expect(arrivals=2, status=200, body=b"", max_elapsed=2.0),
+    ),
     Scenario(
         "cancel-during-backoff",
         "Cancelling a request waiting out Retry-After: 30 ends it at once; nothing more arrives.",
