@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import anyio
@@ -676,3 +677,100 @@ DRIVERS: tuple[Driver, ...] = (
     Driver("aiohttp", _async(AiohttpSession, "asyncio")),
     Driver("backoff", BackoffSession, adds_headers=False),
 )
+
+
+# -- a scope of the test's own: its gate and budget ------------------------------------------
+
+
+class _Scope:
+    """The ``gate=`` and ``budget=`` a scoped session builds its adapter with."""
+
+    gate: Any
+    budget: Any
+
+    def _retry_options(self, options: Options) -> dict[str, Any]:
+        return {
+            "policy": options.policy,
+            "token": options.token,
+            "gate": self.gate,
+            "budget": self.budget,
+            "idempotency_keys": options.idempotency_keys,
+            "request_ids": options.request_ids,
+            "on_event": options.on_event,
+        }
+
+
+class _ScopedHttpxSync(_Scope, HttpxSyncSession):
+    def __init__(self, options: Options, gate: Any, budget: Any) -> None:
+        self.gate, self.budget = gate, budget
+        SyncSession.__init__(self, options)
+        transport = forbear_httpx.RetryTransport(
+            httpx.HTTPTransport(), **self._retry_options(options)
+        )
+        self.client = self._stack.enter_context(
+            httpx.Client(transport=transport, timeout=options.timeout, follow_redirects=True)
+        )
+
+
+class _ScopedRequests(_Scope, RequestsSession):
+    def __init__(self, options: Options, gate: Any, budget: Any) -> None:
+        self.gate, self.budget = gate, budget
+        SyncSession.__init__(self, options)
+        adapter = forbear_requests.RetryAdapter(
+            requests.adapters.HTTPAdapter(pool_maxsize=16), **self._retry_options(options)
+        )
+        self.client = self._stack.enter_context(requests.Session())
+        self.client.mount("http://", adapter)
+
+
+class _ScopedHttpxAsync(_Scope, HttpxAsyncSession):
+    def __init__(self, options: Options, backend: str, gate: Any, budget: Any) -> None:
+        self.gate, self.budget = gate, budget
+        super().__init__(options, backend)
+
+    async def _open(self) -> None:
+        transport = forbear_httpx.RetryTransport(
+            httpx.AsyncHTTPTransport(), **self._retry_options(self.options)
+        )
+        self.client = httpx.AsyncClient(
+            transport=transport, timeout=self.options.timeout, follow_redirects=True
+        )
+        await self.client.__aenter__()
+
+
+class _ScopedAiohttp(_Scope, AiohttpSession):
+    def __init__(self, options: Options, backend: str, gate: Any, budget: Any) -> None:
+        self.gate, self.budget = gate, budget
+        super().__init__(options, backend)
+
+    async def _open(self) -> None:
+        middleware = forbear_aiohttp.RetryMiddleware(**self._retry_options(self.options))
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.options.timeout, sock_read=self.options.timeout
+        )
+        self.client = aiohttp.ClientSession(middlewares=(middleware,), timeout=timeout)
+
+
+_SCOPED: dict[str, Callable[[Options, Any, Any], Session]] = {
+    "httpx-sync": _ScopedHttpxSync,
+    "httpx-asyncio": lambda o, g, b: _ScopedHttpxAsync(o, "asyncio", g, b),
+    "httpx-trio": lambda o, g, b: _ScopedHttpxAsync(o, "trio", g, b),
+    "requests": _ScopedRequests,
+    "aiohttp": lambda o, g, b: _ScopedAiohttp(o, "asyncio", g, b),
+}
+
+#: The drivers whose adapters take ``gate=`` and ``budget=`` through `scoped`.
+SCOPED_DRIVERS: tuple[Driver, ...] = tuple(d for d in DRIVERS if d.name in _SCOPED)
+
+
+def scoped(driver: Driver, options: Options, *, gate: Any, budget: Any) -> Session:
+    """A session of ``driver`` whose adapter shares ``gate`` and ``budget`` (a `HostGate` and
+    `RetryBudget` of the test's own, a fleet's, or None) instead of the process's."""
+    return _SCOPED[driver.name](options, gate, budget)
+
+
+def crawl(session: Session, urls: Iterable[str], concurrency: int) -> list[Answer]:
+    """GET every URL through ``session``, ``concurrency`` at a time (a crawler's workers, each a
+    thread; an async session runs them as tasks on its loop); the answers in URL order."""
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(lambda url: session.send("GET", url), urls))
