@@ -591,3 +591,37 @@ async def test_closed_session_refuses_to_send(fault_server: FaultServer) -> None
 
     message, paths, closed = await both(case, fault_server.reset)
     assert "closed" in message.lower() and paths == ["/before"] and closed
+
+
+# -- the client's timeout and forbear's deadline ------------------------------------------------
+
+
+async def test_sock_read_bounds_each_attempt_not_the_call(raw_faults: RawFaults) -> None:
+    """``sock_read`` bounds one attempt: a server that never answers costs one per attempt."""
+    raw_faults.mode = RawMode.NEVER_ANSWER
+    retry = RetryMiddleware(policy=Policy(max_attempts=3, backoff=POLICY.backoff))
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=0.2)
+    async with aiohttp.ClientSession(middlewares=[retry], timeout=timeout) as session:
+        started = time.monotonic()
+        with pytest.raises(aiohttp.SocketTimeoutError):
+            async with session.get(raw_faults.url + "/silent"):
+                pass
+        elapsed = time.monotonic() - started
+    assert len(raw_faults.arrivals()) == 3
+    assert 3 * 0.2 <= elapsed < 3 * 0.2 + 1.0
+
+
+async def test_deadline_bounds_the_whole_call(raw_faults: RawFaults) -> None:
+    """``Policy(deadline=)`` stops further attempts: the call ends within deadline + one timeout."""
+    raw_faults.mode = RawMode.NEVER_ANSWER
+    retry = RetryMiddleware(policy=Policy(max_attempts=50, deadline=0.5, backoff=POLICY.backoff))
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=0.2)
+    async with aiohttp.ClientSession(middlewares=[retry], timeout=timeout) as session:
+        started = time.monotonic()
+        with pytest.raises(aiohttp.SocketTimeoutError) as caught:
+            async with session.get(raw_faults.url + "/silent"):
+                pass
+        elapsed = time.monotonic() - started
+    assert elapsed < 0.5 + 0.2 + 0.5
+    assert 2 <= len(raw_faults.arrivals()) <= 4
+    assert "deadline" in getattr(caught.value, "__notes__", [""])[0]

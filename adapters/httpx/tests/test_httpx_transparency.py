@@ -699,3 +699,33 @@ def test_client_close_closes_the_wrapped_pool(fault_server: FaultServer) -> None
         client.get(fault_server.url + "/open")
         assert len(inner._pool.connections) == 1
     assert inner._pool.connections == []
+
+
+# -- the client's timeout and forbear's deadline ------------------------------------------------
+
+
+async def test_timeout_bounds_each_attempt_not_the_call(side: str, raw_faults: RawFaults) -> None:
+    """``timeout=`` bounds one attempt: a server that never answers costs one per attempt."""
+    raw_faults.mode = RawMode.NEVER_ANSWER
+    policy = Policy(max_attempts=3, backoff=EXACT)
+    async with opened(side, True, policy=policy, timeout=0.2) as http:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.request("GET", raw_faults.url + "/silent")
+        elapsed = time.monotonic() - started
+    assert len(raw_faults.arrivals()) == 3
+    assert 3 * 0.2 <= elapsed < 3 * 0.2 + 1.0
+
+
+async def test_deadline_bounds_the_whole_call(side: str, raw_faults: RawFaults) -> None:
+    """``Policy(deadline=)`` stops further attempts: the call ends within deadline + one timeout."""
+    raw_faults.mode = RawMode.NEVER_ANSWER
+    policy = Policy(max_attempts=50, deadline=0.5, backoff=EXACT)
+    async with opened(side, True, policy=policy, timeout=0.2) as http:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout) as caught:
+            await http.request("GET", raw_faults.url + "/silent")
+        elapsed = time.monotonic() - started
+    assert elapsed < 0.5 + 0.2 + 0.5
+    assert 2 <= len(raw_faults.arrivals()) <= 4
+    assert "deadline" in getattr(caught.value, "__notes__", [""])[0]
