@@ -79,8 +79,10 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python -m benchmarks.run --smoke
 
+# `make soak SOAK_ARGS="--fleet --seconds 60"`: the fleet scope (4 processes, one redis-server).
+SOAK_ARGS ?=
 soak: $(STAMP)
-	$(BIN)/python -m tests.reliability.soak
+	$(BIN)/python -m tests.reliability.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DIST) .mypy_cache .ruff_cache .pytest_cache
