@@ -142,11 +142,11 @@ def _crawl_goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             complete = [peer for peer in httpx_peers if peer["lost_max"] == 0]
             best = min(complete or httpx_peers, key=lambda peer: peer["wall_over_ideal"])
             fastest = min(httpx_peers, key=lambda peer: peer["wall_over_ideal"])
-            figure = f"{ratio}; {best['name']} {best['wall_over_ideal']:.2f}x"
+            figure = f"{ratio}; best peer {best['name']} {best['wall_over_ideal']:.2f}x"
             if fastest is not best:
                 figure += (
-                    f" (fastest: {fastest['name']} {fastest['wall_over_ideal']:.2f}x, "
-                    f"{fastest['lost']:g} lost)"
+                    f" (faster but lost up to {fastest['lost_max']}: {fastest['name']} "
+                    f"{fastest['wall_over_ideal']:.2f}x)"
                 )
             checks.append(
                 {
@@ -499,7 +499,7 @@ def _loopback_panel(ax: Any, scenarios: dict[str, Any]) -> None:
     for limit in sorted(set(LOOPBACK_GOAL_PERCENT.values())):
         ax.axvline(limit, color="black", linestyle="--", linewidth=1)
     ax.axvline(0, color="black", linewidth=0.6)
-    ax.set_title("1. Loopback: % slower than the bare client (≤ 3 httpx, requests; ≤ 5 aiohttp)")
+    ax.set_title("1. Loopback: % slower than bare (≤ 3; aiohttp ≤ 5)")
     ax.set_xlabel("percent fewer requests per second than bare (median, IQR)")
 
 
