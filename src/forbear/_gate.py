@@ -26,8 +26,21 @@ Two mechanisms, both idle until an origin limits:
   wait from a fixed-window limit) holds every send to the origin until it passes. A short
   ``Retry-After: 1`` from a fast-refilling bucket does not stop the whole pipe.
 
-An origin that neither announces a limit nor refuses a send is never paced: `free` stays True
-and a success takes no lock (but once a second, to roll its counters and read its headers).
+- Slow start. For its first `learn_for` seconds an origin is new: `free` counts the sends it
+  lets go and answers count them back (no lock on `free`; a count lost to a race only shifts
+  when a crowd is noticed). A send that would put more than `crowd` in flight before the origin
+  has shown a rate starts a slow start: the crowd is paced from `start_rate`, doubling every
+  `double_every` (slot by slot, so a crowd reserving at once follows the schedule), instead of
+  draining a burst the origin may not have. The first 429 after its first period halves the
+  rate it reached (the run of 429s that follows measures the server's); an announcement paces
+  at what it says, after the slots already given out; a remembered rate is used at once. Once
+  nobody has waited on it for two periods, or after six doublings without a 429, the slow start
+  ends and the origin is free for good (until it limits).
+
+An origin that neither announces a limit nor refuses a send, reached by a client that never has
+more than `crowd` sends in flight, is never paced: `free` stays True, and once the origin is no
+longer new a success takes no lock (but once a second, to roll its counters and read its
+headers). A crowd against such an origin is paced only by its slow start (about 0.6 s at most).
 """
 
 from __future__ import annotations
@@ -49,6 +62,10 @@ _NEVER = float("-inf")
 _PARTITION_STALE = 10.0
 #: The slowest pace the gate keeps, in sends per second.
 _SLOWEST = 0.01
+#: A slow start that doubled this often without a 429 ends: the origin is free from then on.
+_RAMP_DOUBLINGS = 6
+#: The pace of an origin that announced an in-flight limit but no rate.
+_NO_RATE = 1e9
 
 
 def origin_of(url: str) -> str:
@@ -102,6 +119,14 @@ class _Origin:
     #: While paced: sends reserved and attempts answered (their difference is in flight).
     reserved: int = 0
     answered: int = 0
+    #: First contact: until the origin has shown a rate (or `learn_for` passed without a
+    #: crowd), sends in flight are counted, without a lock, so a crowd can be told apart.
+    learning: bool = False
+    learn_until: float = float("-inf")
+    in_flight: int = 0
+    #: A slow start paces a crowd at a rate doubling every `double_every` from `start_rate`
+    #: (the spell's `episode_start`), until the server objects or the client is the limit.
+    ramping: bool = False
 
 
 class HostGate:
@@ -113,7 +138,8 @@ class HostGate:
     ``pause_after`` the shortest plain ``Retry-After`` that pauses the whole origin;
     ``calm_after`` the seconds without a 429 or a held-back send after which an origin goes
     back to the free path; ``remember`` how long a rate learned from 429s is kept after that,
-    so a later crawl of the same key starts at it.
+    so a later crawl of the same key starts at it. ``crowd``, ``start_rate``,
+    ``double_every`` and ``learn_for`` shape the slow start a crowd meets at a new origin.
     """
 
     def __init__(
@@ -126,6 +152,10 @@ class HostGate:
         calm_after: float = 30.0,
         idle_expiry: float = 300.0,
         remember: float = 3600.0,
+        crowd: int = 16,
+        start_rate: float = 200.0,
+        double_every: float = 0.1,
+        learn_for: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if burst < 1:
@@ -139,6 +169,10 @@ class HostGate:
         self._calm_after = calm_after
         self._idle_expiry = idle_expiry
         self._remember = remember
+        self._crowd = crowd
+        self._start_rate = start_rate
+        self._double_every = double_every
+        self._learn_for = learn_for
         self._clock = clock
         self._lock = threading.Lock()
         self._origins: dict[str, _Origin] = {}
@@ -152,17 +186,34 @@ class HostGate:
     # -- what adapters call ---------------------------------------------------------------
 
     def free(self, key: str) -> bool:
-        """Whether sends to ``key`` go at once (not paced, not paused): no slot to reserve."""
+        """Whether sends to ``key`` go at once (not paced, not paused): no slot to reserve.
+
+        True counts a send in flight while the origin is new (see `delay`)."""
         entry = self._origins.get(key)
-        return entry is None or (not entry.paced and entry.paused_until == _NEVER)
+        if entry is None:
+            entry = self._contact(key, self._clock())
+        if entry.learning:
+            return self._learning_free(entry)
+        return not entry.paced and entry.paused_until == _NEVER
 
     def delay(self, key: str, *, now: float | None = None) -> float:
-        """Reserve the next send slot for ``key``; the seconds to wait before sending."""
+        """Reserve the next send slot for ``key``; the seconds to wait before sending.
+
+        While an origin is new (its first `learn_for` seconds, nothing shown yet), sends in
+        flight are counted; more than `crowd` at once starts a slow start."""
         entry = self._origins.get(key)
-        if entry is None or (not entry.paced and entry.paused_until == _NEVER):
+        if entry is None:
+            entry = self._contact(key, self._clock() if now is None else now)
+        elif not entry.paced and entry.paused_until == _NEVER and not entry.learning:
             return 0.0
         with self._lock:
             now = self._clock() if now is None else now
+            if entry.learning:
+                entry.in_flight += 1
+                if now >= entry.learn_until:
+                    self._learnt(entry)
+                elif entry.in_flight > self._crowd and not entry.paced:
+                    self._ramp(key, entry, now)
             return self._reserve(key, entry, now)
 
     def succeeded(
@@ -170,15 +221,19 @@ class HostGate:
     ) -> None:
         """Learn from a success to ``key`` at monotonic ``now`` (the happy path: no lock)."""
         entry = self._origins.get(key)
-        if entry is not None and not entry.paced and now - entry.window_start < 1.0:
+        if (
+            entry is not None
+            and not entry.paced
+            and not entry.learning
+            and now - entry.window_start < 1.0
+        ):
             entry.window_successes += 1
             return
         # Once a second (or while paced), roll the window, read the headers and keep the origin
         # alive, locked.
         with self._lock:
             if entry is None:
-                entry = self._origins[key] = _Origin(last_seen=now, window_start=now)
-                self._maybe_sweep(now)
+                entry = self._new(key, now)
             entry.last_seen = now
             self._on_success(key, entry, now, headers)
 
@@ -199,10 +254,11 @@ class HostGate:
         with self._lock:
             entry = self._origins.get(key)
             if entry is None:
-                entry = self._origins[key] = _Origin(last_seen=now, window_start=now)
-                self._maybe_sweep(now)
+                entry = self._new(key, now)
             entry.last_seen = now
             entry.answered += 1
+            if entry.learning:
+                self._landed_new(entry, now)
             if entry.flying:
                 self._landed(entry)
             if status == 429:
@@ -238,6 +294,53 @@ class HostGate:
 
     # -- internals (under the lock) -------------------------------------------------------
 
+    def _new(self, key: str, now: float) -> _Origin:
+        """First contact with ``key``: a new origin, learning (under the lock)."""
+        entry = self._origins[key] = _Origin(
+            last_seen=now, window_start=now, learning=True, learn_until=now + self._learn_for
+        )
+        self._maybe_sweep(now)
+        return entry
+
+    def _contact(self, key: str, now: float) -> _Origin:
+        with self._lock:
+            entry = self._origins.get(key)
+            return self._new(key, now) if entry is None else entry
+
+    def _learning_free(self, entry: _Origin) -> bool:
+        """`free` for a new origin: True, counted in flight, unless a crowd would form."""
+        if entry.paced or entry.paused_until != _NEVER:
+            return False
+        if entry.in_flight >= self._crowd:
+            # A crowd: `delay` says whether the learning is over or a slow start begins.
+            return False
+        # Not locked: a count lost to a race only shifts when a crowd is noticed.
+        entry.in_flight += 1
+        return True
+
+    def _landed_new(self, entry: _Origin, now: float) -> None:
+        """An answer from a new origin: one fewer in flight; the learning ends on time."""
+        if entry.in_flight > 0:
+            entry.in_flight -= 1
+        if now >= entry.learn_until:
+            self._learnt(entry)
+
+    @staticmethod
+    def _learnt(entry: _Origin) -> None:
+        """The origin is no longer new: no more counting (the free path is the cheap one)."""
+        entry.learning = False
+        entry.in_flight = 0
+
+    def _ramp(self, key: str, entry: _Origin, now: float) -> None:
+        """A crowd formed against a new origin: a slow start from `start_rate` (or the rate the
+        process remembers for the key)."""
+        in_flight = entry.in_flight
+        self._start(key, entry, now, self._start_rate, measured=False)
+        if not entry.measured:
+            # Sends stay counted: an in-flight limit announced later counts them too.
+            entry.ramping = entry.learning = True
+            entry.in_flight = in_flight
+
     def _reserve(self, key: str, entry: _Origin, now: float) -> float:
         start = max(now, entry.paused_until)
         if not entry.paced:
@@ -247,6 +350,15 @@ class HostGate:
         # Calm counts from the end of a pause: requests that waited out a long pause on their
         # own are released by the pacer, not all at once.
         quiet_since = max(entry.last_429, entry.last_delayed, entry.paused_until)
+        if entry.ramping and (
+            now - quiet_since > 2.0 * self._double_every
+            or now - entry.episode_start > _RAMP_DOUBLINGS * self._double_every
+        ):
+            # The slow start outgrew the client, or grew far, without an objection: not paced
+            # again until the origin limits.
+            entry.ramping = entry.paced = False
+            self._learnt(entry)
+            return start - now
         if now - quiet_since > self._calm_after and self._calm(key, entry, now):
             return start - now
         if not entry.measured:
@@ -321,6 +433,8 @@ class HostGate:
         entry.window_successes += 1
         entry.episode_successes += 1
         entry.answered += 1
+        if entry.learning:
+            self._landed_new(entry, now)
         if entry.flying:
             self._landed(entry)
         if headers:
@@ -329,11 +443,14 @@ class HostGate:
 
     def _start(self, key: str, entry: _Origin, now: float, rate: float, measured: bool) -> None:
         """A new pacing spell at ``rate``: learned afresh, unless the process knows better."""
+        self._learnt(entry)
+        # Slots a slow start gave out are taken: the new pace begins after them.
+        entry.next_free = max(entry.next_free, now) if entry.ramping else now
+        entry.ramping = False
         entry.paced = True
         entry.rate = entry.hold_rate = max(rate, _SLOWEST)
         entry.measured = measured
         entry.header_rate = None
-        entry.next_free = now
         entry.last_delayed = max(entry.last_delayed, now)  # calm counts from the spell's start
         entry.reserved = entry.answered = 0
         entry.episode_start, entry.episode_successes = now, 0
@@ -355,7 +472,20 @@ class HostGate:
 
     def _on_rate_limited(self, key: str, entry: _Origin, now: float, headers: Any) -> None:
         self._roll_window(entry, now)
-        if not entry.paced:
+        if entry.ramping:
+            if now - entry.episode_start < self._double_every:
+                # An answer to the crowd that went before the slow start: it has not yet sent
+                # faster than it began, so it carries on (a run of 429s starts later).
+                if headers:
+                    self._announced(key, entry, now, headers)
+                return
+            else:
+                # The slow start crossed the server's rate: back to half the rate it reached
+                # (the run of 429s that follows measures the server's).
+                self._crossed(entry, now)
+        elif entry.limit and entry.header_rate == _NO_RATE:
+            pass  # only an in-flight limit is announced: the 429s came from sends before it
+        elif not entry.paced:
             # A first guess from recent successes; the first run of 429s corrects it quickly.
             guess = max(self._first_guess(entry, now) * 0.5, 1.0)
             self._start(key, entry, now, guess, measured=False)
@@ -383,7 +513,9 @@ class HostGate:
             return
         # Time spent paused taught nothing about the rate: probing counts from the pause's end.
         calm = max(now - max(entry.last_429, entry.paused_until), 0.0)
-        if not entry.measured:
+        if entry.ramping:
+            entry.rate = self._ramp_rate(entry, now)
+        elif not entry.measured:
             # Only a first guess so far: double every half second until the server objects.
             entry.rate = entry.hold_rate * 2.0 ** min(calm / 0.5, 10.0)
         else:
@@ -395,6 +527,17 @@ class HostGate:
             if busy > 1.0:
                 # Cubic growth from the hold: flat near the plateau, bolder once it stays calm.
                 entry.rate = entry.hold_rate * min(1.0 + 0.02 * (busy - 1.0) ** 3, 10.0)
+
+    def _crossed(self, entry: _Origin, now: float) -> None:
+        entry.ramping = False
+        entry.hold_rate = entry.rate = max(self._ramp_rate(entry, now) * 0.5, _SLOWEST)
+        entry.measured = True
+        entry.episode_start, entry.episode_successes = now, 0
+
+    def _ramp_rate(self, entry: _Origin, now: float) -> float:
+        """The slow start's rate at ``now``: doubled every `double_every` since it began."""
+        doublings = max(now - entry.episode_start, 0.0) / self._double_every
+        return float(entry.hold_rate * 2.0 ** min(doublings, 24.0))
 
     def _announced(self, key: str, entry: _Origin, now: float, headers: Any) -> None:
         """Pace by what the server announces (see the module's notes); no announcement: no-op."""
@@ -413,16 +556,18 @@ class HostGate:
                     for announced, heard in partitions.values()
                     if now - heard < _PARTITION_STALE or heard == now
                 )
-                if not entry.paced:
+                if not entry.paced or entry.ramping:
                     self._start(key, entry, now, rate, measured=True)
                 entry.header_rate = entry.rate = entry.hold_rate = rate
             if pace.concurrency is not None:
-                if not entry.paced:
+                # Sends a slow start let go are in flight already: the limit counts them.
+                outstanding = entry.in_flight if entry.ramping else 0
+                if not entry.paced or entry.ramping:
                     # Only the in-flight limit is known: no rate limit beyond it.
-                    self._start(key, entry, now, 1e9, measured=True)
-                    entry.header_rate = entry.rate = entry.hold_rate = 1e9
+                    self._start(key, entry, now, _NO_RATE, measured=True)
+                    entry.header_rate = entry.rate = entry.hold_rate = _NO_RATE
                 if entry.flying is None:
-                    entry.flying = deque()
+                    entry.flying = deque([now] * outstanding)
                 entry.limit = pace.concurrency
         remaining, reset = limits.remaining, limits.reset
         if remaining is None or reset is None or reset <= 0.0:

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
-from forbear import HostGate, Outcome, Policy, Replayable, Retrier, RetryBudget, Send, Sleep
+from forbear import HostGate, Outcome, Policy, Retrier, RetryBudget
+from forbear.flow import Replayable, Send, Sleep
 
 #: The Unix time the virtual clock's zero stands for (the servers' ``Date``).
 EPOCH = 1_767_225_600.0
@@ -304,6 +305,7 @@ def crawl(
         rng=random.Random(rng.random()),
     )
     url = "http://limited.test/item"
+    key = "http://limited.test"
     events: list[tuple[float, int, Iterator[float]]] = []
     order = itertools.count()
     pending = iter(range(requests))
@@ -316,9 +318,29 @@ def crawl(
     def worker() -> Iterator[float]:  # one per client: yields the time to resume at
         nonlocal succeeded, lost, early, flying, most
         for _ in pending:
-            flow = retrier.flow("GET", url, {}, origin="http://limited.test")
             not_before = clock.now
             value: object = None
+            if gate is not None and gate.free(key):
+                # The runners' first send when the gate holds nothing back: no slot asked for,
+                # the flow started from its answer (a success only counts it).
+                started = clock.now
+                there = latency * (0.5 + rng.random()) / 2
+                yield clock.now + there
+                status, headers = server.handle()
+                flying += 1
+                most = max(most, flying)
+                yield clock.now + there
+                flying -= 1
+                if status == 200:
+                    limiter.depart(clock.now)
+                else:
+                    not_before = clock.now + float(server.retry_after)
+                sent = ((status, headers), None, Outcome.response(status, headers))
+                flow = retrier.flow(
+                    "GET", url, {}, origin="http://limited.test", sent=sent, started=started
+                )
+            else:
+                flow = retrier.flow("GET", url, {}, origin="http://limited.test")
             while True:
                 try:
                     effect = flow.send(value)

@@ -52,24 +52,47 @@ def test_an_announced_window_meets_no_429_after_the_first_response(dialect: str)
     assert result.ratio <= 1.35, result
 
 
-def test_an_origin_that_never_limits_is_never_paced() -> None:
-    """No announcement, no 429: the origin stays on the free path the whole crawl."""
-    result = crawl(limiter=Unlimited(), ideal=1.0)
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+def test_an_origin_that_never_limits_is_never_paced(concurrency: int) -> None:
+    """No announcement, no 429, and no crowd (at most `crowd` sends in flight): the origin
+    stays on the free path the whole crawl, as fast as without a gate."""
+    result = crawl(limiter=Unlimited(), ideal=1.0, concurrency=concurrency, requests=500)
+    bare = crawl(
+        limiter=Unlimited(), ideal=1.0, concurrency=concurrency, requests=500, use_gate=False
+    )
     assert result.lost == 0 == result.rejected
     assert result.gate is not None
     assert result.gate.rates() == {}
     assert result.gate.free(KEY)
     assert result.gate.delay(KEY) == 0.0
+    assert result.elapsed == bare.elapsed
 
 
+@pytest.mark.parametrize("latency", [0.001, 0.02])
+def test_a_crowd_against_an_origin_that_never_limits_is_paced_briefly(latency: float) -> None:
+    """A crowd of 50 against a new origin meets a slow start: it doubles every 0.1 s from
+    200/s and ends once it outgrows the client (or after six doublings), then the origin is
+    free for good. What it costs is bounded: at most 0.6 s over the unpaced crawl."""
+    result = crawl(limiter=Unlimited(), ideal=1.0, latency=latency, requests=4000)
+    bare = crawl(limiter=Unlimited(), ideal=1.0, latency=latency, requests=4000, use_gate=False)
+    assert result.lost == 0 == result.rejected
+    assert result.gate is not None
+    assert result.gate.rates() == {}
+    assert result.gate.free(KEY)
+    assert result.elapsed - bare.elapsed <= 0.6, (result.elapsed, bare.elapsed)
+
+
+@pytest.mark.parametrize("latency", [0.001, 0.02])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_an_unannounced_bucket_first_crawl(seed: int) -> None:
-    """Nothing known, nothing announced: the first crowd meets the burst (every client sits
-    out one Retry-After), then the pacer holds near the server's rate."""
-    result = crawl(seed=seed)
+def test_an_unannounced_bucket_first_crawl(seed: int, latency: float) -> None:
+    """Nothing known, nothing announced: the crowd meets a slow start instead of the burst;
+    where it crosses the server's rate it holds at half, and the run of 429s that follows
+    measures the rate. The 429s are the slots the slow start had given out when the first
+    came back (about half the crowd's): none sits out a Retry-After for nothing."""
+    result = crawl(seed=seed, latency=latency)
     assert result.lost == 0, result
-    assert result.ratio <= 1.22, result
-    assert result.rejected <= 90, result
+    assert result.ratio <= 1.05, result
+    assert result.rejected <= 45, result
     rate = result.gate.rate(KEY) if result.gate else None
     assert rate is not None
     assert 0.9 * 400 <= rate <= 1.05 * 400
@@ -108,7 +131,7 @@ def test_a_rate_that_drops_mid_crawl() -> None:
     """400 -> 100 r/s two seconds in: the pacer follows it down, nothing lost."""
     result = crawl(limiter=TokenBucket(400, 20, [(2.0, 100.0)]), ideal=2.0 + 1200 / 100)
     assert result.lost == 0, result
-    assert result.ratio <= 1.3, result
+    assert result.ratio <= 1.1, result
     rate = result.gate.rate(KEY) if result.gate else None
     assert rate is not None
     assert 0.9 * 100 <= rate <= 1.1 * 100
@@ -118,7 +141,7 @@ def test_a_rate_that_rises_mid_crawl() -> None:
     """100 -> 400 r/s two seconds in: the probe finds the new rate, nothing lost."""
     result = crawl(limiter=TokenBucket(100, 20, [(2.0, 400.0)]), ideal=2.0 + 1800 / 400)
     assert result.lost == 0, result
-    assert result.ratio <= 1.6, result
+    assert result.ratio <= 1.45, result
     rate = result.gate.rate(KEY) if result.gate else None
     assert rate is not None
     assert rate >= 0.9 * 400
@@ -131,7 +154,9 @@ def test_an_announced_in_flight_cap() -> None:
     announced = crawl(limiter=InFlight(10), dialect="ietf", latency=0.02, ideal=ideal)
     unannounced = crawl(limiter=InFlight(10), latency=0.02, ideal=ideal)
     assert announced.lost == 0 == unannounced.lost
-    assert announced.ratio <= 1.1, announced
+    # 1.19x since the slow start (1.06x before it): the sends it let go before the cap was
+    # heard are counted in flight from the announcement, not from when they went.
+    assert announced.ratio <= 1.2, announced
     assert announced.elapsed < unannounced.elapsed
 
 

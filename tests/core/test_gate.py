@@ -113,7 +113,7 @@ def test_no_pacing_before_the_first_429() -> None:
 
 def test_happy_path_takes_no_lock() -> None:
     """Once an origin is known, delays and successes within a second take no lock at all."""
-    gate, _ = gate_at()
+    gate, _ = gate_at(learn_for=0.0)
     gate.observe(ORIGIN, success(), {}, now=0.0)  # the first sight of the origin registers it
     spy = SpyLock()
     gate._lock = spy  # type: ignore[assignment]
@@ -393,7 +393,7 @@ def test_announced_limits_pace_before_any_429() -> None:
 
 def test_headers_are_read_once_a_second_on_the_happy_path() -> None:
     """An unpaced origin's headers are read on its first response, then once a second."""
-    gate, _ = gate_at()
+    gate, _ = gate_at(learn_for=0.0)
     quiet = {"RateLimit-Policy": '"default";q=100000;w=1'}
     gate.observe(ORIGIN, success(), {}, now=0.0)
     gate.observe(ORIGIN, success(), quiet, now=0.5)  # inside the first second: not read
@@ -653,3 +653,85 @@ def test_requests_back_from_a_long_pause_are_paced_not_released_at_once() -> Non
     assert sum(delay == 0.0 for delay in delays) <= 2  # at most the burst goes at once
     assert delays == sorted(delays)
     assert max(delays) > 1.0
+
+
+# -- first contact: a crowd against a new origin meets a slow start --------------------------
+
+
+def test_a_new_origin_counts_sends_in_flight_and_a_crowd_is_not_free() -> None:
+    """While new, `free` counts each send it lets go; the one beyond `crowd` is not free, and
+    its `delay` starts a slow start."""
+    gate, _ = gate_at(crowd=4, start_rate=100.0)
+    assert [gate.free(ORIGIN) for _ in range(5)] == [True] * 4 + [False]
+    assert gate.rate(ORIGIN) is None
+    assert gate.delay(ORIGIN) == 0.0  # the first slot of the slow start is now
+    assert gate.rate(ORIGIN) == pytest.approx(100.0)
+    assert not gate.free(ORIGIN)
+
+
+def test_answers_free_places_in_a_new_origins_crowd() -> None:
+    """A client that never has more than `crowd` sends in flight never waits on the gate."""
+    gate, clock = gate_at(crowd=4)
+    for step in range(1000):
+        clock.now = step * 0.001
+        assert all(gate.free(ORIGIN) for _ in range(4))
+        for _ in range(4):
+            gate.succeeded(ORIGIN, {}, clock.now)
+    assert gate.rates() == {}
+
+
+def test_the_learning_ends_after_learn_for_and_free_is_plain_again() -> None:
+    """Past `learn_for` without a crowd the origin is no longer new: nothing is counted and a
+    later crowd goes unpaced (as before any 429)."""
+    gate, clock = gate_at(crowd=2, learn_for=1.0)
+    assert gate.free(ORIGIN)
+    gate.succeeded(ORIGIN, {}, 0.0)
+    clock.now = 1.5
+    gate.succeeded(ORIGIN, {}, 1.5)
+    assert all(gate.free(ORIGIN) for _ in range(50))
+    assert gate.delay(ORIGIN) == 0.0
+    assert gate.rates() == {}
+
+
+def test_a_slow_start_doubles_on_schedule() -> None:
+    """A crowd reserving at once follows the doubling schedule, slot by slot."""
+    gate, _ = gate_at(crowd=1, start_rate=100.0, double_every=0.1, burst=1)
+    assert gate.free(ORIGIN)
+    slots = reservations(gate, 60, now=0.0)
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert gaps[0] == pytest.approx(0.01, rel=0.05)
+    late = [gap for slot, gap in zip(slots[1:], gaps, strict=True) if slot > 0.2]
+    assert late and max(late) <= 0.01 / 3.5
+
+
+def test_a_slow_start_that_outgrows_the_client_ends_free() -> None:
+    """Nobody held back for two doubling periods: the origin is free again, for good."""
+    gate, clock = gate_at(crowd=1, start_rate=100.0, double_every=0.1)
+    assert gate.free(ORIGIN)
+    assert gate.delay(ORIGIN) == 0.0
+    assert gate.rate(ORIGIN) is not None
+    clock.now = 0.5  # the client sends one request now and then: the rate is not its limit
+    assert gate.delay(ORIGIN) == 0.0
+    assert gate.rate(ORIGIN) is None
+    assert gate.free(ORIGIN)
+
+
+def test_a_429_after_the_first_period_cuts_the_slow_start_to_half() -> None:
+    """The slow start crossed the server's rate: it holds at half the rate it reached."""
+    gate, _ = gate_at(crowd=1, start_rate=100.0, double_every=0.1)
+    assert gate.free(ORIGIN)
+    gate.delay(ORIGIN, now=0.0)
+    gate.observe(ORIGIN, refused(), {}, now=0.05)  # the crowd before it: carries on
+    assert gate.rate(ORIGIN) == pytest.approx(100.0)
+    gate.observe(ORIGIN, refused(), {}, now=0.3)
+    assert gate.rate(ORIGIN) == pytest.approx(100.0 * 2**3 / 2)
+
+
+def test_an_announced_rate_replaces_a_slow_start_after_its_slots() -> None:
+    """An announcement during a slow start paces at it, after the slots already given out."""
+    gate, _ = gate_at(crowd=1, start_rate=10.0, hold=1.0)
+    assert gate.free(ORIGIN)
+    last = max(reservations(gate, 5, now=0.0))
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"d";q=50;w=1'}, now=0.01)
+    assert gate.rate(ORIGIN) == pytest.approx(50.0)
+    assert gate.delay(ORIGIN, now=0.01) >= last - 0.01
