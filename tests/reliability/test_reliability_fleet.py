@@ -221,15 +221,16 @@ def test_redis_killed_mid_crawl_then_back(
     workers = crawl_fleet(fault_server, redis_server.url, "killed", fault=redis_server.stop)
     try:
         refused = check_counts(fault_server, "killed", workers)
-        assert warnings_logged(caplog) <= len(workers)
-        outages = sum(w.fleet.store.outages for w in workers)
-        assert outages == warnings_logged(caplog) >= 1
         redis_server.start()
         resumed(workers, fault_server, "killed")
     finally:
         close_all(workers)
+    outages = sum(w.fleet.store.outages for w in workers)
     print("429s", refused, "slowest", round(slowest(workers), 2), "outages", outages)
-    assert warnings_logged(caplog) == outages  # no new outage once it was back
+    # One outage per worker at most (a worker whose flusher had nothing to send in the gap
+    # never noticed it), and one warning per outage.
+    assert 1 <= outages <= len(workers)
+    assert warnings_logged(caplog) == outages
     assert refused <= 60
     assert slowest(workers) < 5.0
 
