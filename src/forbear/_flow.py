@@ -606,11 +606,8 @@ class Retrier:
             return self._flow(method, url, headers, origin, override, where, None, on_event)
         if origin is None:
             origin = _origin(url)
-        key = origin if self._key is None else self._key(str(url))
-        begun = self._first(key) if started is None else started
-        if started is not None and self.budget is not None:
-            self.budget.deposit(key, now=started)
-        first = (key, begun, sent)
+        key = self._request_key(url, origin)
+        first = (key, self._first(key, started), sent)
         return self._flow(
             method, url, headers, origin, override, where, first, on_event, sent_token
         )
@@ -788,9 +785,17 @@ class Retrier:
             return None
         return key
 
-    def _first(self, key: str) -> float:
-        """Start a logical request: its start time, and the budget's deposit for it."""
-        started = self.clock()
+    def _request_key(self, url: object, origin: str) -> str:
+        """The gate's key for a request to ``url``, whose origin is ``origin``."""
+        return origin if self._key is None else self._key(str(url))
+
+    def _first(self, key: str, started: float | None = None) -> float:
+        """Start a logical request: its start time, and the budget's deposit for it.
+
+        ``started`` (monotonic) when its first attempt began already; else it begins now.
+        """
+        if started is None:
+            started = self.clock()
         if self.budget is not None:
             self.budget.deposit(key, now=started)
         return started
@@ -805,14 +810,18 @@ class Retrier:
         request_id: str | None = None,
         held: float = 0.0,
         hook: EventHook | None = None,
-    ) -> None:
-        """A first attempt succeeded: the gate counts it; an event if anyone listens."""
+    ) -> Event | None:
+        """A first attempt succeeded: the gate counts it; an event if anyone listens.
+
+        The event emitted, or None when nobody listens (`_success_event` makes it on demand).
+        """
         if self.gate is not None:
             self.gate.succeeded(key, outcome.headers, now)
         if self.on_event is not None or hook is not None or _Hub.hooks or logger.isEnabledFor(10):
             decision = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, outcome.status)
             method = method if method.isupper() else method.upper()
-            self._emit(decision, method, url, request_id, outcome.headers, held, hook)
+            return self._emit(decision, method, url, request_id, outcome.headers, held, hook)
+        return None
 
     def _added(self, method: str, headers: Mapping[str, str] | Any) -> dict[str, str] | None:
         added: dict[str, str] = {}
@@ -835,12 +844,8 @@ class Retrier:
         headers: Mapping[str, str] | Any,
         held: float,
         hook: EventHook | None = None,
-    ) -> None:
-        if decision.status is not None:
-            echoed = header_value(headers, "X-Request-Id")
-            if echoed is not None and _REQUEST_ID.fullmatch(echoed):
-                request_id = echoed
-        event = Event.of(decision, method, str(url), request_id, held)
+    ) -> Event:
+        event = _event_of(decision, method, url, request_id, headers, held)
         level = logging.INFO if decision.action is Action.RETRY else logging.DEBUG
         if logger.isEnabledFor(level):
             logger.log(level, "%s", event.message(), extra={"forbear_event": event})
@@ -850,6 +855,34 @@ class Retrier:
             hook(event)
         for subscriber in _Hub.hooks:
             subscriber(event)
+        return event
+
+
+def _event_of(
+    decision: Decision,
+    method: str,
+    url: object,
+    request_id: str | None,
+    headers: Mapping[str, str] | Any,
+    held: float,
+) -> Event:
+    """The event of ``decision``: the server's ``X-Request-Id`` wins over the one sent."""
+    if decision.status is not None:
+        echoed = header_value(headers, "X-Request-Id")
+        if echoed is not None and _REQUEST_ID.fullmatch(echoed):
+            request_id = echoed
+    return Event.of(decision, method, str(url), request_id, held)
+
+
+def _success_event(outcome: Outcome, method: str, url: object) -> Event:
+    """The event `Retrier._succeeded` emits for a first attempt that succeeded, made on demand.
+
+    For a caller that keeps the event of a success nobody listened to (a `Stepper`): the URL
+    is redacted only if the event is asked for.
+    """
+    decision = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, outcome.status)
+    method = method if method.isupper() else method.upper()
+    return _event_of(decision, method, url, None, outcome.headers, 0.0)
 
 
 _DEFAULT_POLICY = Policy()

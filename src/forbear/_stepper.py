@@ -17,6 +17,10 @@ callbacks, so every decision is still the core's: each call of the function is t
   measured from the same instant: the library is told the longest (`Stepper.wait`). I/O it
   asks for (a token exchange, a fleet's reservation, releasing a discarded response) is done
   by `proceed_sync` / `proceed_async`, from whichever callback of the library may do it.
+- A first attempt that succeeds with nothing else to do (no gate slot held back, no token, no
+  override: `Retrier._quick_key`) is the runners' fast path: no flow is started, the budget's
+  deposit and the gate's success count are made directly, and its event is made only for
+  someone listening (or on demand: `Stepper.event`).
 - `attempt_headers` gives the function the headers forbear adds to the attempt it is making
   (the token): a decorator cannot set them on a request the function builds.
 
@@ -34,10 +38,23 @@ from typing import Any
 import anyio
 
 from ._events import Event, EventHook
-from ._flow import Budget, Call, Flow, Gate, Release, Replayable, Retrier, Send, Sleep
+from ._flow import (
+    Budget,
+    Call,
+    Flow,
+    Gate,
+    Release,
+    Replayable,
+    Retrier,
+    Send,
+    Sleep,
+    _origin,
+    _success_event,
+)
 from ._gate import origin_of
 from ._policy import Policy
-from ._readers import arelease, read_exception, read_response, release
+from ._readers import Attempt, arelease, read_exception, read_response, release
+from ._state import Action
 from ._token import TokenSource
 
 __all__ = ["UNKNOWN_METHOD", "CallSite", "Stepper", "attempt_headers"]
@@ -129,15 +146,16 @@ class Stepper:
 
     __slots__ = (
         "_effect",
+        "_event",
         "_flow",
         "_owed",
         "_reset",
         "_site",
         "_started",
+        "_success",
         "_token",
         "discarded",
         "done",
-        "event",
         "result",
         "wait",
     )
@@ -158,20 +176,43 @@ class Stepper:
         self.discarded: Any = None
         #: Seconds to wait before the next attempt.
         self.wait = 0.0
-        #: The latest decision, as the event forbear emitted for it.
-        self.event: Event | None = None
+        self._event: Event | None = None
+        #: A first attempt that succeeded without a flow: its event is made on demand.
+        self._success: Attempt | None = None
         #: What ends the call: the response to return or the exception to raise.
         self.result: Any = None
+
+    @property
+    def event(self) -> Event | None:
+        """The latest decision, as the event forbear emitted for it (None: none yet)."""
+        event = self._event
+        if event is None and self._success is not None:
+            attempt = self._success
+            method = attempt.method or self._site.method or UNKNOWN_METHOD
+            event = self._event = _success_event(attempt.outcome, method, attempt.url)
+        return event
+
+    @property
+    def action(self) -> Action | None:
+        """What the latest decision does next (`event`'s action, without making the event)."""
+        if self._success is not None:
+            return Action.RETURN
+        event = self._event
+        return None if event is None else event.action
 
     # -- around an attempt -------------------------------------------------------------------
 
     def enter_sync(self) -> None:
         """Before an attempt: wait what is still due, then expose its headers to the function."""
-        self._reset = _HEADERS.set(_run_sync(self._entry()))
+        headers = None if self._flow is None and self._quick() else _run_sync(self._entry())
+        self._reset = _HEADERS.set(headers)
 
     async def enter_async(self) -> None:
         """The async twin of `enter_sync` (``anyio.sleep``: asyncio and trio)."""
-        self._reset = _HEADERS.set(await _run_async(self._entry()))
+        if self._flow is None and self._quick():
+            self._reset = _HEADERS.set(None)
+        else:
+            self._reset = _HEADERS.set(await _run_async(self._entry()))
 
     def leave(self) -> None:
         """After an attempt: the function's headers are gone (safe to call more than once)."""
@@ -197,6 +238,18 @@ class Stepper:
         """
         owed, self._owed = self._owed, 0.0
         return max(self.wait, owed)
+
+    def _quick(self) -> bool:
+        """Whether the first attempt goes at once with no headers added (`Retrier._quick_key`).
+
+        True: it begins now. Without an origin expected there is nothing to wait for.
+        """
+        site = self._site
+        retrier, origin = site.retrier, site.last_origin
+        if origin is not None and retrier._quick_key(origin, origin, None) is None:
+            return False
+        self._started = retrier.clock()
+        return True
 
     def _entry(self) -> _Steps:
         """Before an attempt: the I/O and waits still due; returns the headers to send."""
@@ -240,6 +293,9 @@ class Stepper:
             sent = (attempt.response, value if raised else None, attempt.outcome)
         if flow is None:  # the flow starts by judging the first attempt
             assert attempt is not None
+            status = attempt.outcome.status
+            if status is not None and status < 400 and not raised:
+                return self._succeeded(attempt, value)
             site = self._site
             self._flow = site.retrier.flow(
                 attempt.method or site.method or UNKNOWN_METHOD,
@@ -256,8 +312,22 @@ class Stepper:
         self.wait = 0.0 if waits is None else waits
         return waits is not None
 
+    def _succeeded(self, attempt: Attempt, value: object) -> bool:
+        """A first attempt succeeded: the runners' bookkeeping, no flow; False, for `judge`."""
+        site = self._site
+        retrier = site.retrier
+        url = attempt.url
+        origin = _origin(url)
+        key = retrier._request_key(url, origin)
+        started = retrier._first(key, self._started)
+        site.last_origin = site._declared or origin or site.last_origin
+        method = attempt.method or site.method or UNKNOWN_METHOD
+        self._event = retrier._succeeded(key, attempt.outcome, method, url, started)
+        self._success = attempt
+        return self._end(value)
+
     def _record(self, event: Event) -> None:
-        self.event = event
+        self._event = event
 
     def _advance(self, value: Any, error: BaseException | None = None) -> float | None:
         """Step the flow with ``value`` (or ``error``) up to its next send or I/O.

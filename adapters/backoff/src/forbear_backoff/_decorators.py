@@ -177,8 +177,7 @@ def _judge_value(value: Any) -> bool:
     stepper = _CURRENT.get()
     if stepper.judge(value, raised=False):
         return True
-    event = stepper.event  # a give-up goes to backoff's on_giveup handlers
-    return event is not None and event.action is Action.GIVE_UP
+    return stepper.action is Action.GIVE_UP  # a give-up goes to backoff's on_giveup handlers
 
 
 def _giveup(exc: BaseException) -> bool:
@@ -209,7 +208,10 @@ async def _arelease(details: Any) -> None:
 def _handlers(options: dict[str, Any], fn: Any, *, raises: bool) -> dict[str, Any]:
     """backoff's options: the user's handlers between forbear's own."""
     handlers = dict(options)
-    handlers["on_success"] = [_show_decision, *options["on_success"]]
+    # Only handlers read the details: without any, the decision is not put in them (its event
+    # is made on demand, so a success nobody reads costs no event).
+    on_success = options["on_success"]
+    handlers["on_success"] = [_show_decision, *on_success] if on_success else []
     # The discarded response is released last, so the user's handlers can still read it.
     release = _arelease if inspect.iscoroutinefunction(fn) else _release
     handlers["on_backoff"] = [_show_decision, *options["on_backoff"], release]
