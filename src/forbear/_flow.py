@@ -612,17 +612,20 @@ class Retrier:
             method, url, headers, origin, override, where, first, on_event, sent_token
         )
 
-    def first_slot(self, origin: str, started: float) -> Generator[Call | Sleep, Any, None]:
+    def first_slot(
+        self, origin: str, started: float, *, url: object | None = None
+    ) -> Generator[Call | Sleep, Any, None]:
         """The gate's slot for a first attempt made outside a flow (`flow`'s ``sent``), as effects.
 
         The flow's own step before a send, for ``origin``: a `Call` when the gate needs I/O
         (its result: the wait), then a `Sleep`, never longer than ``max_wait`` nor past the
-        deadline counted from ``started`` (monotonic).
+        deadline counted from ``started`` (monotonic). ``url`` is where the attempt goes, when
+        known, for a gate keyed by more than the origin.
         """
         gate = self.gate
         if gate is None:
             return
-        slot: Any = gate.delay(origin if self._key is None else self._key(origin))
+        slot: Any = gate.delay(self._request_key(origin if url is None else url, origin))
         if type(slot) is Call:
             slot = yield slot
         if slot > 0.0:

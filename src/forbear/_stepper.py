@@ -90,7 +90,7 @@ class CallSite:
     that one).
     """
 
-    __slots__ = ("_declared", "last_origin", "method", "retrier")
+    __slots__ = ("_declared", "last_origin", "last_url", "method", "retrier")
 
     def __init__(
         self,
@@ -122,6 +122,8 @@ class CallSite:
         self._declared = None if origin is None else origin_of(str(origin))
         #: The origin the latest call went to.
         self.last_origin: str | None = self._declared
+        #: The URL the latest call went to (the gate's key may be per route or per API key).
+        self.last_url: str | None = self._declared
 
     @property
     def policy(self) -> Policy:
@@ -246,7 +248,7 @@ class Stepper:
         """
         site = self._site
         retrier, origin = site.retrier, site.last_origin
-        if origin is not None and retrier._quick_key(origin, origin, None) is None:
+        if origin is not None and retrier._quick_key(site.last_url, origin, None) is None:
             return False
         self._started = retrier.clock()
         return True
@@ -266,7 +268,7 @@ class Stepper:
         self._started = retrier.clock()
         if origin is None:
             return None
-        yield from retrier.first_slot(origin, self._started)
+        yield from retrier.first_slot(origin, self._started, url=site.last_url)
         token = retrier.token
         if token is None or origin not in token.origins:
             return None
@@ -307,6 +309,7 @@ class Stepper:
                 on_event=self._record,
             )
             site.last_origin = site._declared or origin_of(attempt.url) or site.last_origin
+            site.last_url = attempt.url or site.last_url
             sent = None
         waits = self._advance(sent)
         self.wait = 0.0 if waits is None else waits
@@ -321,6 +324,7 @@ class Stepper:
         key = retrier._request_key(url, origin)
         started = retrier._first(key, self._started)
         site.last_origin = site._declared or origin or site.last_origin
+        site.last_url = url or site.last_url
         method = attempt.method or site.method or UNKNOWN_METHOD
         self._event = retrier._succeeded(key, attempt.outcome, method, url, started)
         self._success = attempt

@@ -378,12 +378,6 @@ def test_limit_per_api_key_keeps_tenants_apart(fault_server: FaultServer) -> Non
         assert alice.ended - alice.started > 2.0, driver
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Retrier.first_slot applies the gate's key function to the origin, not the URL: "
-    "a decorated function's first attempt is slotted under key(origin), so a gate keyed per "
-    "API key (or per route) never paces forbear-backoff's or forbear-tenacity's first sends",
-)
 def test_backoff_first_attempts_are_paced_under_the_api_key(fault_server: FaultServer) -> None:
     """A key paced at an announced 2 r/s (burst 1): from the second call on, a forbear-backoff
     function's calls for that key are sent 0.5 s apart, as an adapter's would be. (With the
