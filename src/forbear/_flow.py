@@ -150,7 +150,12 @@ class Gate(Protocol):
         *,
         now: float | None = None,
     ) -> None:
-        """Learn from a judged attempt that was not a first-attempt success."""
+        """Learn from a judged attempt that was not a first-attempt success.
+
+        Optional, both or neither: ``generation(key) -> int``, the view a slot from `delay` is
+        reserved under, and ``confirm(key, generation) -> float``, asked after waiting out a
+        slot: 0.0 when it still holds, else the wait for a fresh one (see `HostGate.confirm`).
+        """
 
 
 class Budget(Protocol):
@@ -293,6 +298,10 @@ def process_budget() -> RetryBudget:
     return budget  # type: ignore[no-any-return]
 
 
+#: The most times a send woken on a void slot asks the gate again before it goes.
+_RECONFIRMS = 4
+
+
 def _slot_wait(
     slot: float, policy: Policy, deadline_at: float | None, clock: Callable[[], float]
 ) -> float:
@@ -414,6 +423,13 @@ class Retrier:
         )
         key = getattr(self.gate, "key", origin_of)
         self._key: Callable[[str], str] | None = None if key is origin_of else key
+        #: The gate's check that a slot waited out still holds (`HostGate.confirm`), with the
+        #: view it was reserved under; None for a gate without one: the slot is kept.
+        generation = getattr(self.gate, "generation", None)
+        confirm = getattr(self.gate, "confirm", None)
+        self._confirm: tuple[Callable[[str], int], Callable[[str, int], Any]] | None = (
+            None if generation is None or confirm is None else (generation, confirm)
+        )
         self._real_clocks = clock is time.monotonic and wall is time.time
 
     def __repr__(self) -> str:
@@ -625,15 +641,42 @@ class Retrier:
         gate = self.gate
         if gate is None:
             return
-        slot: Any = gate.delay(self._request_key(origin if url is None else url, origin))
+        key = self._request_key(origin if url is None else url, origin)
+        slot: Any = gate.delay(key)
         if type(slot) is Call:
             slot = yield slot
         if slot > 0.0:
+            seen = 0 if self._confirm is None else self._confirm[0](key)
             policy = self._policy(None, "")
             deadline_at = None if policy.deadline is None else started + policy.deadline
             slot = _slot_wait(slot, policy, deadline_at, self.clock)
             if slot > 0.0:
                 yield Sleep(slot)
+                if self._confirm is not None:
+                    yield from self._reconfirm(key, seen, slot, policy, deadline_at)
+
+    def _reconfirm(
+        self, key: str, seen: int, held: float, policy: Policy, deadline_at: float | None
+    ) -> Generator[Call | Sleep, Any, float]:
+        """After waiting ``held`` seconds on a slot reserved under the gate's view ``seen``:
+        while that view changed, wait for a fresh slot instead (a few times at most, never past
+        ``max_wait`` in all nor the deadline). Returns the seconds held in all."""
+        assert self._confirm is not None
+        generation, confirm = self._confirm
+        for _ in range(_RECONFIRMS):
+            current = generation(key)
+            wait: Any = confirm(key, seen)
+            if type(wait) is Call:
+                wait = yield wait
+            if wait <= 0.0:
+                break
+            seen = current
+            wait = min(_slot_wait(wait, policy, deadline_at, self.clock), policy.max_wait - held)
+            if wait <= 0.0:
+                break
+            held += wait
+            yield Sleep(wait)
+        return held
 
     def _policy(self, override: Mapping[str, Any] | None, where: str) -> Policy:
         """The policy of one request: the override given, or the `overrides` block's."""
@@ -691,10 +734,15 @@ class Retrier:
                     if type(slot) is Call:
                         slot = yield slot
                     if slot > 0.0:
+                        seen = 0 if self._confirm is None else self._confirm[0](key)
                         slot = _slot_wait(slot, policy, deadline_at, clock)
                         if slot > 0.0:
                             held = slot
                             yield Sleep(slot)
+                            if self._confirm is not None:
+                                held = yield from self._reconfirm(
+                                    key, seen, held, policy, deadline_at
+                                )
                 # 2. Headers: the token, Idempotency-Key and X-Request-Id.
                 send = _SEND_PLAIN if added is None else Send(added)
                 if use_token:

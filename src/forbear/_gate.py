@@ -66,6 +66,10 @@ _SLOWEST = 0.01
 _RAMP_DOUBLINGS = 6
 #: The pace of an origin that announced an in-flight limit but no rate.
 _NO_RATE = 1e9
+#: A rate cut below this fraction of the pace voids the slots reserved ahead (see `confirm`).
+_CUT = 0.9
+#: The successes a run of 429s counts before its measured rate is trusted in full.
+_TRUSTED_RUN = 40
 
 
 def origin_of(url: str) -> str:
@@ -127,6 +131,9 @@ class _Origin:
     #: A slow start paces a crowd at a rate doubling every `double_every` from `start_rate`
     #: (the spell's `episode_start`), until the server objects or the client is the limit.
     ramping: bool = False
+    #: Bumped whenever the gate's view of the origin tightens (a rate cut, a pause, an
+    #: announced limit): slots reserved under an older one are void (see `HostGate.confirm`).
+    generation: int = 0
 
 
 class HostGate:
@@ -215,6 +222,29 @@ class HostGate:
                 elif entry.in_flight > self._crowd and not entry.paced:
                     self._ramp(key, entry, now)
             return self._reserve(key, entry, now)
+
+    def generation(self, key: str) -> int:
+        """The view of ``key`` a slot from `delay` is reserved under (no lock).
+
+        Read it right after `delay`; after waiting out the slot, `confirm` says whether it still
+        holds."""
+        entry = self._origins.get(key)
+        return 0 if entry is None else entry.generation
+
+    def confirm(self, key: str, generation: int, *, now: float | None = None) -> float:
+        """After waiting out a slot reserved under ``generation``: 0.0 when it still holds,
+        else the wait for a fresh slot, reserved now (the old one is void).
+
+        The gate's view of an origin changes while sends sleep on slots: a rate cut at a 429,
+        a pause, an announced limit. A send woken on a slot given out under an older view asks
+        again instead of going out on it. Unchanged (the common case): no lock."""
+        entry = self._origins.get(key)
+        if entry is None or entry.generation == generation:
+            return 0.0
+        with self._lock:
+            if entry.reserved > entry.answered:
+                entry.reserved -= 1  # its old slot is given back
+            return self._reserve(key, entry, self._clock() if now is None else now)
 
     def succeeded(
         self, key: str, headers: Mapping[str, str] | Any = None, now: float = 0.0
@@ -337,9 +367,11 @@ class HostGate:
         in_flight = entry.in_flight
         self._start(key, entry, now, self._start_rate, measured=False)
         if not entry.measured:
-            # Sends stay counted: an in-flight limit announced later counts them too.
+            # Sends stay counted, each from its slot (the free ones from now, this one from
+            # its own): an in-flight limit announced later counts them too.
             entry.ramping = entry.learning = True
             entry.in_flight = in_flight
+            entry.flying = deque([now] * (in_flight - 1))
 
     def _reserve(self, key: str, entry: _Origin, now: float) -> float:
         start = max(now, entry.paused_until)
@@ -357,6 +389,7 @@ class HostGate:
             # The slow start outgrew the client, or grew far, without an objection: not paced
             # again until the origin limits.
             entry.ramping = entry.paced = False
+            entry.flying = None
             self._learnt(entry)
             return start - now
         if now - quiet_since > self._calm_after and self._calm(key, entry, now):
@@ -378,10 +411,9 @@ class HostGate:
                 entry.budget = -1
             else:
                 entry.budget -= 1
-        if entry.limit:
-            flying = entry.flying
-            assert flying is not None
-            if len(flying) >= entry.limit:
+        flying = entry.flying
+        if flying is not None:
+            if entry.limit and len(flying) >= entry.limit:
                 # The send that frees a place: the oldest in flight beyond the limit.
                 ends = flying[len(flying) - entry.limit] + entry.latency
                 if ends > slot:
@@ -472,6 +504,7 @@ class HostGate:
 
     def _on_rate_limited(self, key: str, entry: _Origin, now: float, headers: Any) -> None:
         self._roll_window(entry, now)
+        before = entry.rate if entry.paced and not entry.ramping else 0.0
         if entry.ramping:
             if now - entry.episode_start < self._double_every:
                 # An answer to the crowd that went before the slow start: it has not yet sent
@@ -499,9 +532,17 @@ class HostGate:
         elif now - entry.episode_start >= 0.05 and entry.episode_successes > 0:
             # Inside a run of 429s the limiter is empty: what got through is its rate.
             measured = entry.episode_successes / (now - entry.episode_start)
-            entry.hold_rate = max(measured * self._hold, _SLOWEST)
-            entry.rate = min(entry.rate, entry.hold_rate)
+            held = max(measured * self._hold, _SLOWEST)
+            if held < entry.rate:
+                # Answers arrive with jitter: a short run is trusted in part, a cut grows
+                # with the successes it counted (slots void at a cut keep a run short).
+                trust = min(entry.episode_successes / _TRUSTED_RUN, 1.0)
+                held = entry.rate - trust * (entry.rate - held)
+            entry.hold_rate = held
+            entry.rate = min(entry.rate, held)
             entry.measured = True
+        if entry.rate < _CUT * before:
+            self._changed(entry, now)
         entry.last_429 = now
         entry.idle_probe = 0.0
         entry.kept_until = _NEVER
@@ -530,9 +571,23 @@ class HostGate:
 
     def _crossed(self, entry: _Origin, now: float) -> None:
         entry.ramping = False
+        if not entry.limit:
+            entry.flying = None
         entry.hold_rate = entry.rate = max(self._ramp_rate(entry, now) * 0.5, _SLOWEST)
         entry.measured = True
         entry.episode_start, entry.episode_successes = now, 0
+        self._changed(entry, now)
+
+    @staticmethod
+    def _changed(entry: _Origin, now: float) -> None:
+        """The view of the origin tightened: slots reserved ahead under the old one are void.
+        Their holders ask again after waiting (`confirm`), so the schedule restarts from now."""
+        entry.generation += 1
+        if entry.next_free > now:
+            entry.next_free = now
+        flying = entry.flying
+        while flying and flying[-1] > now:
+            flying.pop()  # not sent yet: counted again when its holder asks again
 
     def _ramp_rate(self, entry: _Origin, now: float) -> float:
         """The slow start's rate at ``now``: doubled every `double_every` since it began."""
@@ -546,6 +601,8 @@ class HostGate:
             return
         pace = announced_rate(limits)
         if pace is not None:
+            before = entry.rate if entry.paced and not entry.ramping else float("inf")
+            cap = entry.limit
             if pace.rate is not None:
                 partitions = entry.partitions
                 if partitions is None:
@@ -569,13 +626,17 @@ class HostGate:
                 if entry.flying is None:
                     entry.flying = deque([now] * outstanding)
                 entry.limit = pace.concurrency
+            if entry.rate < _CUT * before or (entry.limit and not 0 < cap <= entry.limit):
+                self._changed(entry, now)
         remaining, reset = limits.remaining, limits.reset
         if remaining is None or reset is None or reset <= 0.0:
             return
         until = now + reset
         if remaining == 0:
             # Nothing left until the reset: pause the origin until then.
-            entry.paused_until = max(entry.paused_until, until)
+            if until > entry.paused_until:
+                entry.paused_until = until
+                self._changed(entry, now)
             entry.budget = -1
             return
         if not entry.paced:
@@ -588,7 +649,9 @@ class HostGate:
         wait = decision.retry_after or 0.0
         informative = decision.status == 503 or wait >= self._pause_after or decision.dated
         if informative:
-            entry.paused_until = max(entry.paused_until, now + wait)
+            if now + wait > entry.paused_until:
+                entry.paused_until = now + wait
+                self._changed(entry, now)
             if not entry.paced:
                 span = max(now - entry.window_start, 0.1)
                 seen = entry.window_successes + entry.previous_successes

@@ -727,11 +727,18 @@ def test_a_429_after_the_first_period_cuts_the_slow_start_to_half() -> None:
     assert gate.rate(ORIGIN) == pytest.approx(100.0 * 2**3 / 2)
 
 
-def test_an_announced_rate_replaces_a_slow_start_after_its_slots() -> None:
-    """An announcement during a slow start paces at it, after the slots already given out."""
-    gate, _ = gate_at(crowd=1, start_rate=10.0, hold=1.0)
+def test_an_announced_rate_replaces_a_slow_start_and_voids_its_slots() -> None:
+    """An announcement during a slow start paces at it from now: the slots the slow start gave
+    out ahead are void, and their holders get fresh ones at the announced pace."""
+    gate, _ = gate_at(crowd=1, start_rate=10.0, hold=1.0, burst=1)
     assert gate.free(ORIGIN)
-    last = max(reservations(gate, 5, now=0.0))
+    slots = reservations(gate, 5, now=0.0)
+    seen = gate.generation(ORIGIN)
     gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"d";q=50;w=1'}, now=0.01)
     assert gate.rate(ORIGIN) == pytest.approx(50.0)
-    assert gate.delay(ORIGIN, now=0.01) >= last - 0.01
+    assert gate.generation(ORIGIN) != seen
+    assert gate.delay(ORIGIN, now=0.01) == 0.0  # the pace starts over from now
+    # The holder of the last slow-start slot, woken at it, asks again: after the fresh slot.
+    again = gate.confirm(ORIGIN, seen, now=slots[-1])
+    assert again == 0.0
+    assert gate.confirm(ORIGIN, seen, now=slots[-1]) == pytest.approx(1 / 50)
