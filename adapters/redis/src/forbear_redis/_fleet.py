@@ -139,13 +139,7 @@ class Fleet:
             {
                 "gate": [report for _, report in gate_reports],
                 "budget": [report for _, report in budget_reports],
-                "cfg": {
-                    "calm_after": pacing.calm_after,
-                    "burst": pacing.burst,
-                    "hold": pacing.hold,
-                    "double_every": pacing.double_every,
-                    "measure_after": pacing.measure_after,
-                },
+                "cfg": pacing.config(),
                 "bcfg": {
                     "ratio": self.budget.ratio,
                     "per_second": self.budget.min_per_second,

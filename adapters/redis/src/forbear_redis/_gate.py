@@ -10,6 +10,11 @@ and hands the decisions to whenever Redis is down. While Redis answers:
   of a worker when the fleet learned its rate earlier) reserves each send's slot with one
   Lua script on the server (`forbear.Call` effect: the core's runner performs it, sync or on a
   worker thread), which also carries the 429s and pauses this worker saw since its last call.
+- A key the fleet knows no rate for is new for its first `Pacing.learn_for` seconds: the fleet
+  counts the sends in flight to it, fleet-wide. A worker lets up to `Pacing.spare` sends go on
+  its own (counted without a lock, reported with its next call) and reserves the rest, so a
+  crowd of workers is seen as one: more than `Pacing.crowd` in flight starts a fleet-wide slow
+  start (see `forbear_redis._scripts`). A worker with one send at a time makes no extra call.
 
 Which outcome pauses an origin is the `HostGate`'s rule: the fleet reports a pause when the
 process gate started one, for as long as it did.
@@ -17,6 +22,7 @@ process gate started one, for as long as it did.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,13 +47,39 @@ class Pacing:
     #: The most sends released at once after any wait, fleet-wide.
     burst: int = 2
     #: The fraction of a measured server rate the fleet holds at.
-    hold: float = 0.95
+    hold: float = 0.97
     #: While only a first guess is known, the rate doubles every this many seconds of pacing.
     double_every: float = 0.15
     #: A run of 429s this long (seconds) measures the server's rate: the successes in it.
     measure_after: float = 0.1
     #: Seconds a key's learned rate and pause are kept in Redis after their last use.
     ttl: float = 3 * 86_400.0
+    #: A worker that starts at a learned rate holds it this long before probing above it.
+    warm_for: float = 10.0
+    #: Seconds a key the fleet knows no rate for counts as new (its sends in flight counted).
+    learn_for: float = 2.0
+    #: More sends than this in flight fleet-wide to a new key start a slow start.
+    crowd: int = 16
+    #: Sends per second a slow start begins at; it doubles every `start_every` seconds.
+    start_rate: float = 200.0
+    start_every: float = 0.1
+    #: Sends in flight a worker lets go to a new key without asking the fleet.
+    spare: int = 1
+
+    def config(self) -> dict[str, float]:
+        """The terms the scripts read (``cfg``)."""
+        return {
+            "calm_after": self.calm_after,
+            "burst": self.burst,
+            "hold": self.hold,
+            "double_every": self.double_every,
+            "measure_after": self.measure_after,
+            "warm_for": self.warm_for,
+            "learn_for": self.learn_for,
+            "crowd": self.crowd,
+            "start_rate": self.start_rate,
+            "start_every": self.start_every,
+        }
 
 
 @dataclass(slots=True)
@@ -61,6 +93,13 @@ class _Key:
     paced: bool = False
     #: The fleet's rate for the key, sends per second (0 while it is not paced).
     rate: float = 0.0
+    #: The fleet knows no rate for the key yet, in its first seconds: sends in flight count.
+    new: bool = False
+    #: While new: this worker's sends in flight, and those let go and answered since the last
+    #: report (counted without a lock: approximate, and only until the key is no longer new).
+    in_flight: int = 0
+    sent: int = 0
+    answered: int = 0
     #: Not yet flushed: successes, 429s, and the monotonic end of a pause to report.
     ok: int = 0
     rejected: int = 0
@@ -87,6 +126,7 @@ class FleetGate:
         self.key = local.key
         self.pacing = pacing
         self._ttl_ms = int(pacing.ttl * 1000)
+        self._config = pacing.config()
         self._lock = threading.Lock()
         self._keys: dict[str, _Key] = {}
 
@@ -100,18 +140,41 @@ class FleetGate:
         if not self._store.up:
             return self.local.free(key)
         entry = self._keys.get(key)
-        return not (
-            entry is None or entry.paced or not entry.seen or entry.rejected or entry.pause_until
-        )
+        if entry is None or entry.paced or not entry.seen or entry.rejected or entry.pause_until:
+            return False
+        return not entry.new or self._let_go(entry)
 
     def delay(self, key: str) -> float | Call:
         """Seconds to wait for ``key``'s send slot, or the `Call` reserving it in Redis."""
         if not self._store.up:
             return self.local.delay(key)
         entry = self._keys.get(key)
-        if entry is None or entry.paced or not entry.seen or entry.rejected or entry.pause_until:
+        if (
+            entry is None
+            or entry.paced
+            or not entry.seen
+            or entry.rejected
+            or entry.pause_until
+            or (entry.new and not self._let_go(entry))
+        ):
             return Call(self.reserve_sync, self.reserve_async, (key,))
         return 0.0
+
+    def _let_go(self, entry: _Key) -> bool:
+        """A send to a new key: True (counted) while this worker has few in flight to it."""
+        if entry.in_flight >= self.pacing.spare:
+            return False
+        entry.in_flight += 1
+        entry.sent += 1
+        return True
+
+    @staticmethod
+    def _landed(entry: _Key) -> None:
+        """An answer from a new key: one fewer in flight (counted for the fleet's tally)."""
+        if entry.new:
+            entry.answered += 1
+            if entry.in_flight > 0:
+                entry.in_flight -= 1
 
     def succeeded(
         self, key: str, headers: Mapping[str, str] | Any = None, now: float = 0.0
@@ -122,6 +185,8 @@ class FleetGate:
         if entry is None:
             entry = self._entry(key)
         entry.ok += 1
+        if entry.new:
+            self._landed(entry)
 
     def observe(
         self,
@@ -136,6 +201,9 @@ class FleetGate:
         if status is not None and status < 400:
             self.succeeded(key, headers, time.monotonic() if now is None else now)
             return
+        entry = self._keys.get(key)
+        if entry is not None and entry.new:
+            self._landed(entry)
         before = self.local.paused_until(key)
         self.local.observe(key, decision, headers, now=now)
         after = self.local.paused_until(key)
@@ -178,6 +246,7 @@ class FleetGate:
         except StoreDown:
             return False
         entry.seen = entry.paced = True
+        entry.new = False
         entry.rate = float(rate)
         return True
 
@@ -188,32 +257,42 @@ class FleetGate:
         entry = self._entry(key)
         with self._lock:
             rejected, ok, pause_until = entry.rejected, entry.ok, entry.pause_until
-            entry.rejected = entry.ok = 0
+            sent, answered = entry.sent, entry.answered
+            entry.rejected = entry.ok = entry.sent = entry.answered = 0
             entry.pause_until = 0.0
+            if entry.new or not entry.seen:
+                # This send is in flight too (the fleet counts the reservation itself).
+                entry.in_flight += 1
         pause_for = max(pause_until - time.monotonic(), 0.0)
-        pacing = self.pacing
-        args = (
-            "send" if entry.seen else "first",
-            rejected,
-            ok,
-            pause_for,
-            pacing.calm_after,
-            pacing.burst,
-            pacing.hold,
-            pacing.double_every,
-            self._ttl_ms,
-            pacing.measure_after,
+        request = json.dumps(
+            {
+                "mode": "send" if entry.seen else "first",
+                "report": [ok, rejected, pause_for, sent, answered],
+                "cfg": self._config,
+                "ttl": self._ttl_ms,
+            }
         )
         try:
-            wait_us, paced, rate_milli = self._store.run(
-                lambda client: self._store.reserve(keys=[entry.redis_key], args=args, client=client)
+            answer = self._store.run(
+                lambda client: self._store.reserve(
+                    keys=[entry.redis_key], args=[request], client=client
+                )
             )
+            wait_us, paced, rate_milli, new = answer
         except StoreDown:
             return self.local.delay(key)
         entry.seen = True
         entry.paced = bool(paced)
         entry.rate = int(rate_milli) / 1000.0 if paced else 0.0
+        self._set_new(entry, bool(new))
         return max(int(wait_us) / 1e6, 0.0)
+
+    @staticmethod
+    def _set_new(entry: _Key, new: bool) -> None:
+        """What the fleet says: is the key new? Once it is not, nothing more is counted."""
+        if not new:
+            entry.in_flight = entry.sent = entry.answered = 0
+        entry.new = new
 
     async def reserve_async(self, key: str) -> float:
         """`reserve_sync` on a worker thread, so no event loop waits on Redis."""
@@ -227,27 +306,30 @@ class FleetGate:
         now = time.monotonic()
         with self._lock:
             for entry in self._keys.values():
-                if entry.ok or entry.rejected or entry.pause_until:
+                if entry.ok or entry.rejected or entry.pause_until or entry.sent:
                     pause_for = max(entry.pause_until - now, 0.0)
-                    reports.append((entry, [entry.ok, entry.rejected, pause_for]))
-                    entry.ok = entry.rejected = 0
+                    report = [entry.ok, entry.rejected, pause_for, entry.sent, entry.answered]
+                    reports.append((entry, report))
+                    entry.ok = entry.rejected = entry.sent = entry.answered = 0
                     entry.pause_until = 0.0
         return reports
 
     def apply(self, entry: _Key, answer: list[Any]) -> None:
         """What Redis answered for ``entry`` in a flush: is the key paced, at what rate."""
-        paced, _paused_for, rate = answer
+        paced, paused_for, rate = answer[:3]
         entry.seen = True
-        entry.paced = bool(paced) or float(_paused_for) > 0
+        entry.paced = bool(paced) or float(paused_for) > 0
         entry.rate = float(rate) if entry.paced else 0.0
+        self._set_new(entry, bool(answer[3]) if len(answer) > 3 else False)
 
     def forget(self) -> None:
         """Drop what was not reported (Redis is down): each key asks again when it is back."""
         with self._lock:
             for entry in self._keys.values():
-                entry.ok = entry.rejected = 0
+                entry.ok = entry.rejected = entry.sent = entry.answered = 0
+                entry.in_flight = 0
                 entry.pause_until = 0.0
-                entry.seen = entry.paced = False
+                entry.seen = entry.paced = entry.new = False
 
     def _entry(self, key: str) -> _Key:
         entry = self._keys.get(key)

@@ -10,8 +10,19 @@ a next-free-slot schedule at a rate learned from the server. A first guess doubl
 ``double_every`` seconds of holding sends back, until the server objects; inside a run of 429s
 (while the pacer holds sends back) the successes per second are the server's rate, held at
 ``hold`` of it; from there the rate probes upward slowly (cubic, counted only while the pacer
-holds sends back). The learned rate outlives the
-pacing spell (the hash expires after ``ttl``), so a worker that starts later starts paced at it.
+holds sends back). The learned rate outlives the pacing spell (the hash expires after
+``ttl``), so a worker that starts later starts paced at it, and does not probe above it for
+``warm_for`` seconds.
+
+Slow start. For its first ``learn_for`` seconds of contact a key the fleet knows no rate for is
+new: the sends in flight fleet-wide are counted (every reservation is one; sends a worker let
+go on its own and the answers are reported with its next call). More than ``crowd`` in flight
+starts a slow start: the fleet paces from ``start_rate``, doubling every ``start_every`` (slot
+by slot). Its first 429 (after its first period) drops the rate to the successes per second the
+fleet saw in its last two periods (never above the rate reached), held at ``hold`` of it; the
+run of 429s that may follow measures the server's rate as above. Once nobody has waited on it
+for two periods, or after six doublings without a 429, the slow start ends and the key is free
+(until it limits).
 """
 
 from __future__ import annotations
@@ -94,15 +105,83 @@ local function is_paced(s, now, cfg)
   return true
 end
 
-local function on_success(s, now, n)
+-- New: nothing learned, in its first `learn_for` seconds of contact (again after a quiet spell).
+local function is_new(s, now, cfg)
+  if get(s, 'measured', 0) == 1 then
+    s.new = 0
+  elseif s.born == nil or (get(s, 'new', 0) == 0 and get(s, 'paced', 0) == 0
+                           and now - get(s, 'touched', NEG) > cfg.calm_after) then
+    s.born = now; s.new = 1; s.fly = 0
+  elseif get(s, 'new', 0) == 1 and get(s, 'ramp', 0) == 0 and now >= s.born + cfg.learn_for then
+    s.new = 0
+  end
+  s.touched = now
+  return get(s, 'new', 0) == 1
+end
+
+-- Successes in the slow start's current and previous period (its success rate).
+local function roll_ramp(s, now, cfg)
+  local at = get(s, 'r_at', now)
+  if now - at >= cfg.start_every then
+    if now - at < 2 * cfg.start_every then s.r_prev = get(s, 'r_ok', 0) else s.r_prev = 0 end
+    s.r_ok = 0; s.r_at = now
+  end
+end
+
+-- A crowd met a new key: pace it from `start_rate`, doubling every `start_every`.
+local function start_ramp(s, now, cfg)
+  s.paced = 1; s.ramp = 1; s.measured = 0
+  s.rate = cfg.start_rate; s.hold = cfg.start_rate
+  s.next = now; s.paced_at = now; s.probe_from = now; s.last_delayed = now
+  s.ep_start = now; s.ep_ok = 0; s.idle = 0; s.last_probe = NEG
+  s.r_at = now; s.r_ok = 0; s.r_prev = 0
+end
+
+local function ramp_rate(s, t, cfg)
+  local doublings = math.min(math.max(t - s.ep_start, 0) / cfg.start_every, 24)
+  return s.hold * 2 ^ doublings
+end
+
+-- The slow start is over: the key is free (not new any more) until it limits.
+local function end_ramp(s)
+  s.ramp = 0; s.paced = 0; s.new = 0; s.fly = 0
+end
+
+-- The slow start's first 429: the successes per second of its last two periods (at most the
+-- rate it reached), held at `hold`. The run of 429s that may follow measures the server's.
+local function crossed(s, now, cfg)
+  roll_ramp(s, now, cfg)
+  local span = math.max(now - s.r_at, 0) + ((get(s, 'r_prev', 0) > 0) and cfg.start_every or 0)
+  local reached = ramp_rate(s, now, cfg)
+  local seen = reached
+  if span >= cfg.start_every * 0.5 then
+    seen = (get(s, 'r_ok', 0) + get(s, 'r_prev', 0)) / span
+  end
+  s.hold = math.max(math.min(seen, reached) * cfg.hold, 1); s.rate = s.hold
+  s.measured = 1; s.ramp = 0; s.new = 0; s.fly = 0
+  s.ep_start = now; s.ep_ok = 0
+end
+
+local function on_success(s, now, n, cfg)
   roll_window(s, now)
   s.win_ok = get(s, 'win_ok', 0) + n
   s.ep_ok = get(s, 'ep_ok', 0) + n
+  if get(s, 'ramp', 0) == 1 then
+    roll_ramp(s, now, cfg)
+    s.r_ok = get(s, 'r_ok', 0) + n
+  end
 end
 
 local function on_429(s, now, n, cfg)
   roll_window(s, now)
-  if not is_paced(s, now, cfg) then
+  if get(s, 'ramp', 0) == 1 and is_paced(s, now, cfg) then
+    if now - s.ep_start < cfg.start_every then
+      -- An answer to the crowd that went before the slow start: it has not yet sent faster
+      -- than it began, so it carries on.
+      return
+    end
+    crossed(s, now, cfg)
+  elseif not is_paced(s, now, cfg) then
     start_pacing(s, now, first_guess(s, now))
   elseif now - get(s, 'last429', NEG) > 0.5 then
     -- The first 429 after a calm spell: the rate probed at just crossed the server's. A
@@ -134,6 +213,7 @@ end
 local function probe(s, t, cfg)
   local from = math.max(get(s, 'probe_from', t), get(s, 'pause', NEG))
   if get(s, 'measured', 0) == 0 then return end  -- a first guess grows as slots are taken
+  if t < from then return end  -- a warm start holds the learned rate for a while
   if t - get(s, 'last_delayed', NEG) > 0.5 and get(s, 'last_probe', NEG) > NEG then
     -- Nobody waited on the pacer lately: the rate is not what limits the fleet.
     s.idle = get(s, 'idle', 0) + math.max(t - s.last_probe, 0)
@@ -150,6 +230,16 @@ local function reserve(s, now, cfg)
   local pause = get(s, 'pause', NEG)
   local start = math.max(now, pause)
   if not is_paced(s, now, cfg) then return start - now end
+  if get(s, 'ramp', 0) == 1 then
+    local quiet = math.max(get(s, 'last429', NEG), get(s, 'last_delayed', NEG), pause)
+    if now - quiet > 2 * cfg.start_every or now - s.ep_start > 6 * cfg.start_every then
+      -- The slow start outgrew the fleet, or grew far, without an objection.
+      end_ramp(s)
+      return start - now
+    end
+    -- Slot by slot: a crowd reserving at once follows the schedule.
+    s.rate = ramp_rate(s, math.max(start, s.next), cfg)
+  end
   local interval = 1 / s.rate
   -- At most `burst` slots bank up while idle, so a wait never ends in a stampede.
   local earliest = math.max(s.next, start - (cfg.burst - 1) * interval)
@@ -157,7 +247,7 @@ local function reserve(s, now, cfg)
   s.next = earliest + interval
   if slot > now then
     s.last_delayed = now
-    if get(s, 'measured', 0) == 0 and slot > pause then
+    if get(s, 'measured', 0) == 0 and get(s, 'ramp', 0) == 0 and slot > pause then
       -- Only a first guess so far, and it holds sends back: it doubles every `double_every`
       -- seconds of such pacing until the server objects (no growth while nobody waits).
       s.rate = math.min(s.rate * 2 ^ (interval / cfg.double_every), s.hold * 1024)
@@ -168,7 +258,7 @@ local function reserve(s, now, cfg)
 end
 
 local function apply_reports(s, now, n429, nok, pause_for, cfg)
-  if nok > 0 then on_success(s, now, nok) end
+  if nok > 0 then on_success(s, now, nok, cfg) end
   if n429 > 0 then on_429(s, now, n429, cfg) end
   if pause_for > 0 then on_pause(s, now, pause_for, cfg) end
 end
@@ -180,36 +270,49 @@ end
 
 _COMMON = _COMMON % {"offset": EPOCH_OFFSET}
 
-#: KEYS[1] the key's gate hash. ARGV: mode ("first": a worker's first send to the key, which
-#: starts paced at a learned rate; "send"), 429s and successes not yet reported, a pause to
-#: apply (seconds), then calm_after, burst, hold, double_every, ttl (ms), measure_after.
-#: Returns {wait in µs, paced (0/1), rate in milli-sends per second}.
+#: KEYS[1] the key's gate hash. ARGV[1]: JSON ``{"mode": "first" (a worker's first send to the
+#: key, which starts paced at a learned rate) or "send", "report": [successes, 429s, pause
+#: seconds, sends let go, answers], "cfg": {...}, "ttl": ms}``; "sends let go" and "answers" are
+#: those of a new key, counted by the worker since its last report.
+#: Returns {wait in µs, paced (0/1), rate in milli-sends per second, new (0/1)}.
 RESERVE = (
     _COMMON
     + """
-local cfg = {calm_after = tonumber(ARGV[5]), burst = tonumber(ARGV[6]),
-             hold = tonumber(ARGV[7]), double_every = tonumber(ARGV[8]),
-             measure_after = tonumber(ARGV[10])}
+local req = cjson.decode(ARGV[1])
+local cfg = req.cfg
+local report = req.report
 local now = clock()
 local s = load(KEYS[1])
-apply_reports(s, now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), cfg)
-if ARGV[1] == 'first' and get(s, 'paced', 0) == 0 and get(s, 'measured', 0) == 1
-   and get(s, 'hold', 0) > 0 then
-  -- A rate the fleet learned earlier (this run or an earlier one): start paced at it.
-  start_pacing(s, now, s.hold)
+apply_reports(s, now, report[2], report[1], report[3], cfg)
+if req.mode == 'first' and get(s, 'measured', 0) == 1 and get(s, 'hold', 0) > 0 then
+  -- A rate the fleet learned earlier (this run or an earlier one): start paced at it, and
+  -- hold it for `warm_for` seconds before probing above it.
+  if not is_paced(s, now, cfg) then
+    start_pacing(s, now, s.hold)
+    s.probe_from = now + cfg.warm_for
+  elseif now - get(s, 'last_delayed', NEG) > 1.0 then
+    s.rate = s.hold; s.probe_from = now + cfg.warm_for; s.idle = 0; s.last_probe = NEG
+  end
+end
+if is_new(s, now, cfg) then
+  -- This reservation is one more send in flight; so are the sends let go since, less answers.
+  s.fly = math.max(get(s, 'fly', 0) + report[4] - report[5], 0) + 1
+  if s.fly > cfg.crowd and not is_paced(s, now, cfg) then start_ramp(s, now, cfg) end
 end
 local wait = reserve(s, now, cfg)
-save(KEYS[1], s, tonumber(ARGV[9]))
+save(KEYS[1], s, req.ttl)
 local paced = 0
 if get(s, 'paced', 0) == 1 then paced = 1 end
-return {math.floor(wait * 1000000 + 0.5), paced, math.floor(get(s, 'rate', 0) * 1000)}
+return {math.floor(wait * 1000000 + 0.5), paced, math.floor(get(s, 'rate', 0) * 1000),
+        get(s, 'new', 0)}
 """
 )
 
 #: KEYS: the gate hashes, then the budget hashes. ARGV[1]: JSON ``{"gate": [[successes,
-#: 429s, pause seconds], ...], "budget": [[deposits, debt, wanted], ...], "cfg": {...},
-#: "bcfg": {ratio, per_second, ttl}, "ttl": ms, "budget_ttl": ms}`` in the same order.
-#: Returns JSON ``{"gate": [[paced, paused for (s), rate], ...], "budget": [granted, ...]}``.
+#: 429s, pause seconds, sends let go, answers], ...], "budget": [[deposits, debt, wanted],
+#: ...], "cfg": {...}, "bcfg": {ratio, per_second, ttl}, "ttl": ms, "budget_ttl": ms}`` in the
+#: same order. Returns JSON ``{"gate": [[paced, paused for (s), rate, new], ...], "budget":
+#: [granted, ...]}``.
 SYNC = (
     _COMMON
     + """
@@ -221,10 +324,15 @@ local ngate = #req.gate
 for i, item in ipairs(req.gate) do
   local s = load(KEYS[i])
   apply_reports(s, now, item[2], item[1], item[3], cfg)
+  local new = 0
+  if is_new(s, now, cfg) then
+    new = 1
+    s.fly = math.max(get(s, 'fly', 0) + (item[4] or 0) - (item[5] or 0), 0)
+  end
   local paced = 0
   if is_paced(s, now, cfg) then paced = 1 end
-  if next(s) ~= nil then save(KEYS[i], s, req.ttl) end
-  out.gate[i] = {paced, paused_for(s, now), get(s, 'rate', 0)}
+  save(KEYS[i], s, req.ttl)
+  out.gate[i] = {paced, paused_for(s, now), get(s, 'rate', 0), new}
 end
 local b = req.bcfg
 local cap = 0
