@@ -544,3 +544,89 @@ def test_a_gate_without_free_is_asked_before_every_first_send() -> None:
     shared = Retrier(gate=gate, budget=None)  # type: ignore[arg-type]
     assert shared.run_sync(_Plain(), None, "GET", URL, {}) == "response"
     assert gate.asked == [API]
+
+
+# -- a slot waited out is confirmed ----------------------------------------------------------
+
+
+class _ChangingGate(FixedGate):
+    """A `FixedGate` whose view changes while a send sleeps: ``confirm`` answers ``waits``
+    (then 0.0), and counts how often it and ``generation`` were asked."""
+
+    def __init__(self, slot: float, waits: Sequence[float], *, call: bool = False) -> None:
+        super().__init__(slot, call=call)
+        self.waits = list(waits)
+        self.generations = self.confirms = 0
+
+    def generation(self, key: str) -> int:
+        self.generations += 1
+        return self.generations
+
+    def confirm(self, key: str, generation: int) -> Any:
+        self.confirms += 1
+        wait = self.waits.pop(0) if self.waits else 0.0
+        if self.call:
+            return forbear.Call(lambda: wait, lambda: wait)  # type: ignore[arg-type,return-value]
+        return wait
+
+
+@pytest.mark.parametrize("call", [False, True], ids=["in-process", "with-io"])
+def test_a_send_woken_on_a_void_slot_waits_for_a_fresh_one(call: bool) -> None:
+    """The gate's view changed while the send slept: it asks again and waits the fresh slot,
+    in the flow as in `first_slot`."""
+    clock = Clock()
+    gate = _ChangingGate(1.0, [0.5, 0.25], call=call)
+    shared = retrier(clock=clock, gate=gate)
+    assert run(shared, [200]).sleeps == [1.0, 0.5, 0.25]
+    assert gate.confirms == 3
+    gate.waits = [0.5]
+    assert play(shared.first_slot(API, clock.now), [], clock=clock).sleeps == [1.0, 0.5]
+
+
+def test_confirming_never_passes_max_wait_nor_the_deadline_and_ends() -> None:
+    """A gate that never confirms: the send asks again a few times at most, never waiting past
+    ``max_wait`` in all, nor past its deadline."""
+    clock = Clock()
+    stubborn = _ChangingGate(3.0, [4.0] * 100)
+    played = run(retrier(clock=clock, gate=stubborn, policy=Policy(max_wait=8.0)), [200])
+    assert played.sleeps == [3.0, 4.0, 1.0]
+    assert played.sends == [None]
+    played = run(retrier(clock=clock, gate=stubborn), [200])
+    assert played.sleeps == [3.0] + [4.0] * 4
+    played = run(retrier(clock=clock, gate=stubborn, policy=Policy(deadline=9.0)), [200])
+    assert sum(played.sleeps) == pytest.approx(9.0)
+
+
+def test_a_slot_not_waited_for_is_not_confirmed() -> None:
+    """No sleep on a slot, nothing asked: the check costs nothing on the way to a send."""
+    gate = _ChangingGate(0.0, [5.0])
+    assert run(retrier(gate=gate), [200]).sleeps == []
+    assert gate.confirms == gate.generations == 0
+
+
+def test_a_gate_without_confirm_keeps_its_slots() -> None:
+    """`generation` and `confirm` are optional: a gate without them is not asked again."""
+    played = run(retrier(gate=FixedGate(2.0)), [200])
+    assert played.sleeps == [2.0]
+    assert played.sends == [None]
+
+
+def test_a_pause_heard_while_a_send_sleeps_on_its_slot_holds_it() -> None:
+    """A paced origin pauses (a 503 naming 30 s) while a send sleeps on a slot given out before:
+    it wakes, asks again and waits out the pause instead of going out into it."""
+    clock = Clock()
+    gate = HostGate(clock=clock)
+    shared = retrier(clock=clock, gate=gate, policy=Policy(retry_after_jitter=0.0))
+    run(shared, [(429, {"Retry-After": "1"}), 200])
+    assert gate.rate(API) is not None
+    sleepers = [shared.flow("GET", f"{API}/{n}", {}) for n in range(20)]
+    slots = [effect for effect in (next(flow) for flow in sleepers) if isinstance(effect, Sleep)]
+    last = sleepers[len(sleepers) - 1]
+    assert slots and slots[-1].seconds > 0.0
+    paused = forbear.Decision(
+        Action.RETRY, 30.0, Reason.RETRY_AFTER, 1, status=503, retry_after=30.0
+    )
+    gate.observe(API, paused, {}, now=clock.now)
+    clock.now += slots[-1].seconds
+    again = last.send(None)
+    assert again == Sleep(pytest.approx(30.0 - slots[-1].seconds, abs=0.05))
