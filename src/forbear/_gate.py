@@ -37,6 +37,15 @@ Two mechanisms, both idle until an origin limits:
   nobody has waited on it for two periods, or after six doublings without a 429, the slow start
   ends and the origin is free for good (until it limits).
 
+- Asking again. The view of an origin can tighten while sends sleep on slots it gave out
+  ahead: a rate cut at a 429 (a slow start crossing the server's rate, a run of 429s
+  measuring it), a pause, an announced rate or in-flight limit. Each change bumps the origin's
+  `generation`; the slots given out ahead are void and the schedule restarts from now. A send
+  woken on its slot asks `confirm` with the generation it read after `delay`: 0.0 when
+  unchanged (no lock), else a fresh slot under the new view. Until some holder reads
+  `generation`, a change voids nothing (holders that never ask keep their slots, and the new
+  pace begins after them).
+
 An origin that neither announces a limit nor refuses a send, reached by a client that never has
 more than `crowd` sends in flight, is never paced: `free` stays True, and once the origin is no
 longer new a success takes no lock (but once a second, to roll its counters and read its
@@ -186,6 +195,9 @@ class HostGate:
         #: Rates learned from 429s, kept after pacing ends: key -> (rate, kept until).
         self._learned: dict[str, tuple[float, float]] = {}
         self._last_sweep = clock()
+        #: Whether the holders of slots ask again after waiting (they read `generation`): only
+        #: then are the slots given out ahead void when the view changes.
+        self._confirming = False
 
     def __repr__(self) -> str:
         return f"HostGate(origins={len(self._origins)})"
@@ -228,6 +240,7 @@ class HostGate:
 
         Read it right after `delay`; after waiting out the slot, `confirm` says whether it still
         holds."""
+        self._confirming = True
         entry = self._origins.get(key)
         return 0 if entry is None else entry.generation
 
@@ -578,11 +591,13 @@ class HostGate:
         entry.episode_start, entry.episode_successes = now, 0
         self._changed(entry, now)
 
-    @staticmethod
-    def _changed(entry: _Origin, now: float) -> None:
+    def _changed(self, entry: _Origin, now: float) -> None:
         """The view of the origin tightened: slots reserved ahead under the old one are void.
-        Their holders ask again after waiting (`confirm`), so the schedule restarts from now."""
+        Their holders ask again after waiting (`confirm`), so the schedule restarts from now.
+        (Holders that never ask keep theirs: the new pace begins after them.)"""
         entry.generation += 1
+        if not self._confirming:
+            return
         if entry.next_free > now:
             entry.next_free = now
         flying = entry.flying

@@ -266,6 +266,20 @@ class CrawlResult:
         )
 
 
+class _Unconfirmed:
+    """A `HostGate` without `HostGate.generation` and `HostGate.confirm` (what a gate of
+    one's own may lack): the flow keeps every slot it waited out."""
+
+    def __init__(self, gate: HostGate | None) -> None:
+        assert gate is not None
+        self.gate = gate
+        self.key = gate.key
+        self.free = gate.free
+        self.delay = gate.delay
+        self.succeeded = gate.succeeded
+        self.observe = gate.observe
+
+
 def crawl(
     *,
     requests: int = 2000,
@@ -283,12 +297,14 @@ def crawl(
     gate: HostGate | None = None,
     clock: VirtualClock | None = None,
     ideal: float | None = None,
+    confirm: bool = True,
 ) -> CrawlResult:
     """Run the crawl to completion and report what the server saw.
 
     The limiter defaults to a token bucket of ``rate`` and ``burst``; ``ideal`` (the shortest
     possible crawl) to ``requests / rate``. Pass a ``gate`` (and its ``clock``) to start from
-    what an earlier crawl taught it.
+    what an earlier crawl taught it. ``confirm=False`` hides the gate's `HostGate.confirm`
+    from the flow: a send woken on a slot keeps it, whatever the gate learned meanwhile.
     """
     clock = clock or VirtualClock()
     limiter = limiter or TokenBucket(rate, burst)
@@ -298,7 +314,7 @@ def crawl(
     rng = random.Random(seed)
     retrier = Retrier(
         policy=policy or Policy(max_wait=60.0),
-        gate=gate if use_gate else None,
+        gate=(gate if confirm else _Unconfirmed(gate)) if use_gate else None,
         budget=RetryBudget(clock=clock),
         clock=clock,
         wall=clock.wall,

@@ -87,12 +87,14 @@ def test_a_crowd_against_an_origin_that_never_limits_is_paced_briefly(latency: f
 def test_an_unannounced_bucket_first_crawl(seed: int, latency: float) -> None:
     """Nothing known, nothing announced: the crowd meets a slow start instead of the burst;
     where it crosses the server's rate it holds at half, and the run of 429s that follows
-    measures the rate. The 429s are the slots the slow start had given out when the first
-    came back (about half the crowd's): none sits out a Retry-After for nothing."""
+    measures the rate. The slots the slow start had given out ahead when the first 429 came
+    back are void: their holders ask again instead of going out on them, so the 429s are the
+    sends already in flight then (1-2 at 1 ms, 14-20 at 20 ms), and a probe's few later."""
     result = crawl(seed=seed, latency=latency)
     assert result.lost == 0, result
+    assert result.early_retries == 0, result  # Retry-After stays a floor
     assert result.ratio <= 1.05, result
-    assert result.rejected <= 45, result
+    assert result.rejected <= 30, result
     rate = result.gate.rate(KEY) if result.gate else None
     assert rate is not None
     assert 0.9 * 400 <= rate <= 1.05 * 400
@@ -154,9 +156,9 @@ def test_an_announced_in_flight_cap() -> None:
     announced = crawl(limiter=InFlight(10), dialect="ietf", latency=0.02, ideal=ideal)
     unannounced = crawl(limiter=InFlight(10), latency=0.02, ideal=ideal)
     assert announced.lost == 0 == unannounced.lost
-    # 1.19x since the slow start (1.06x before it): the sends it let go before the cap was
-    # heard are counted in flight from the announcement, not from when they went.
-    assert announced.ratio <= 1.2, announced
+    # The sends a slow start let go before the cap was heard count from their own slots, and
+    # those it gave out ahead are void at the announcement (1.03x).
+    assert announced.ratio <= 1.1, announced
     assert announced.elapsed < unannounced.elapsed
 
 
@@ -172,3 +174,41 @@ def test_a_blip_is_retried_in_full() -> None:
     """A few failures (a blip) are all retried at once: every request then succeeds."""
     result = outage(failing=5)
     assert result.arrivals == 200 + 5
+
+
+@pytest.mark.parametrize("latency", [0.001, 0.02])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sends_woken_on_void_slots_ask_again(seed: int, latency: float) -> None:
+    """The same first crawl with the flow keeping every slot it waited out (a gate without
+    `HostGate.confirm`): the slots given out ahead of a rate cut go out into the server's
+    empty bucket. Asking again spares 15 429s or more (39-40 down to 11-12 at 1 ms, 43-44 down
+    to 22-26 at 20 ms), and costs no time worth the name."""
+    asked = crawl(seed=seed, latency=latency)
+    kept = crawl(seed=seed, latency=latency, confirm=False)
+    assert asked.lost == 0 == kept.lost
+    assert asked.rejected <= kept.rejected - 15, (asked, kept)
+    assert asked.ratio <= kept.ratio + 0.025, (asked, kept)
+
+
+def test_a_gate_without_confirm_keeps_its_pace() -> None:
+    """A gate that hides `HostGate.confirm` (a wrapper of its own) is not voided under its
+    holders: the crawl runs as it did before sends asked again."""
+    kept = crawl(confirm=False)
+    assert kept.lost == 0, kept
+    assert kept.ratio <= 1.05, kept
+    assert kept.rejected <= 45, kept
+
+
+@pytest.mark.parametrize("confirm", [True, False], ids=["asked", "kept"])
+def test_a_pause_holds_the_sends_already_sleeping_on_slots(confirm: bool) -> None:
+    """A long ``Retry-After`` (6 s: past `pause_after`) pauses the origin while much of the crowd
+    sleeps on slots the slow start gave out: asked again, none of them goes out into the pause
+    (kept, they do), and no request parked on its 429 goes before its Retry-After."""
+    result = crawl(retry_after="6", confirm=confirm, requests=1000)
+    server = result.server
+    assert server is not None
+    assert result.lost == 0, result
+    assert result.early_retries == 0, result
+    first = min(at for at, status in server.log if status == 429)
+    during = [at for at, _ in server.log if first + 0.01 < at < first + 6.0 - 0.01]
+    assert (len(during) == 0) is confirm, len(during)
