@@ -742,3 +742,44 @@ def test_an_announced_rate_replaces_a_slow_start_and_voids_its_slots() -> None:
     again = gate.confirm(ORIGIN, seen, now=slots[-1])
     assert again == 0.0
     assert gate.confirm(ORIGIN, seen, now=slots[-1]) == pytest.approx(1 / 50)
+
+
+def test_a_slot_under_an_unchanged_view_is_confirmed_without_a_lock() -> None:
+    """`confirm` with the generation read after `delay`: 0.0, no lock, while nothing changed."""
+    gate, clock = gate_at()
+    gate.observe(ORIGIN, refused(), {}, now=0.0)  # paced
+    wait = gate.delay(ORIGIN, now=0.0)
+    seen = gate.generation(ORIGIN)
+    spy = SpyLock()
+    gate._lock = spy  # type: ignore[assignment]
+    clock.now = wait
+    assert gate.confirm(ORIGIN, seen) == 0.0
+    assert gate.confirm("https://unknown.test", 0) == 0.0
+    assert spy.acquired == 0
+
+
+def test_a_rate_cut_voids_the_slots_ahead_and_their_holders_queue_again() -> None:
+    """A slow start crossing the server's rate: the generation moves, the pace restarts from
+    now at half, and a holder woken on its old slot gets a fresh one in the new schedule."""
+    gate, _ = gate_at(crowd=1, start_rate=100.0, double_every=0.1, burst=1)
+    assert gate.free(ORIGIN)
+    slots = reservations(gate, 40, now=0.0)
+    seen = gate.generation(ORIGIN)
+    gate.observe(ORIGIN, refused(), {}, now=0.15)
+    assert gate.generation(ORIGIN) == seen + 1
+    assert gate.delay(ORIGIN, now=0.15) == 0.0  # the schedule starts over from now
+    woken = [slot for slot in slots if slot > 0.15]
+    assert len(woken) >= 10
+    fresh = [at + gate.confirm(ORIGIN, seen, now=at) for at in woken]
+    interval = 1.0 / gate.rate(ORIGIN)  # type: ignore[operator]
+    gaps = [b - a for a, b in itertools.pairwise(fresh)]
+    assert min(gaps) >= interval - 1e-9
+
+
+def test_without_holders_that_ask_again_a_change_voids_nothing() -> None:
+    """Nobody read `generation`: the slots given out are kept, the new pace begins after them."""
+    gate, _ = gate_at(crowd=1, start_rate=10.0, hold=1.0)
+    assert gate.free(ORIGIN)
+    last = max(reservations(gate, 5, now=0.0))
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"d";q=50;w=1'}, now=0.01)
+    assert gate.delay(ORIGIN, now=0.01) >= last - 0.01
