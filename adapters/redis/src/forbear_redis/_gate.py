@@ -47,13 +47,15 @@ class Pacing:
     #: The most sends released at once after any wait, fleet-wide.
     burst: int = 2
     #: The fraction of a measured server rate the fleet holds at.
-    hold: float = 0.97
+    hold: float = 0.98
     #: While only a first guess is known, the rate doubles every this many seconds of pacing.
     double_every: float = 0.15
     #: A run of 429s this long (seconds) measures the server's rate: the successes in it.
-    measure_after: float = 0.1
+    measure_after: float = 0.05
     #: Seconds a key's learned rate and pause are kept in Redis after their last use.
     ttl: float = 3 * 86_400.0
+    #: Seconds after its last 429 before the fleet probes above a measured rate.
+    probe_after: float = 5.0
     #: A worker that starts at a learned rate holds it this long before probing above it.
     warm_for: float = 10.0
     #: Seconds a key the fleet knows no rate for counts as new (its sends in flight counted).
@@ -74,6 +76,7 @@ class Pacing:
             "hold": self.hold,
             "double_every": self.double_every,
             "measure_after": self.measure_after,
+            "probe_after": self.probe_after,
             "warm_for": self.warm_for,
             "learn_for": self.learn_for,
             "crowd": self.crowd,

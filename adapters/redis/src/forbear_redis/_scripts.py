@@ -10,15 +10,16 @@ a next-free-slot schedule at a rate learned from the server. A first guess doubl
 ``double_every`` seconds of holding sends back, until the server objects; inside a run of 429s
 (while the pacer holds sends back) the successes per second are the server's rate, held at
 ``hold`` of it; from there the rate probes upward slowly (cubic, counted only while the pacer
-holds sends back). The learned rate outlives the pacing spell (the hash expires after
+holds sends back, and only after ``probe_after`` seconds without a 429: a probe that
+crosses the server's rate costs a run of 429s). The learned rate outlives the pacing spell (the hash expires after
 ``ttl``), so a worker that starts later starts paced at it, and does not probe above it for
 ``warm_for`` seconds.
 
 Slow start. For its first ``learn_for`` seconds of contact a key the fleet knows no rate for is
 new: the sends in flight fleet-wide are counted (every reservation is one; sends a worker let
 go on its own and the answers are reported with its next call). More than ``crowd`` in flight
-starts a slow start: the fleet paces from ``start_rate``, doubling every ``start_every`` (slot
-by slot). Its first 429 (after its first period) drops the rate to the successes per second the
+starts a slow start: the fleet paces from ``start_rate``, doubling every ``start_every`` (the
+rate reached by the time a slot is given out). Its first 429 (after its first period) drops the rate to the successes per second the
 fleet saw in its last two periods (never above the rate reached), held at ``hold`` of it; the
 run of 429s that may follow measures the server's rate as above. Once nobody has waited on it
 for two periods, or after six doublings without a 429, the slow start ends and the key is free
@@ -123,8 +124,12 @@ end
 local function roll_ramp(s, now, cfg)
   local at = get(s, 'r_at', now)
   if now - at >= cfg.start_every then
-    if now - at < 2 * cfg.start_every then s.r_prev = get(s, 'r_ok', 0) else s.r_prev = 0 end
-    s.r_ok = 0; s.r_at = now
+    if now - at < 2 * cfg.start_every then
+      s.r_prev = get(s, 'r_ok', 0); s.r_sent_prev = get(s, 'r_sent', 0)
+    else
+      s.r_prev = 0; s.r_sent_prev = 0
+    end
+    s.r_ok = 0; s.r_sent = 0; s.r_at = now
   end
 end
 
@@ -134,7 +139,7 @@ local function start_ramp(s, now, cfg)
   s.rate = cfg.start_rate; s.hold = cfg.start_rate
   s.next = now; s.paced_at = now; s.probe_from = now; s.last_delayed = now
   s.ep_start = now; s.ep_ok = 0; s.idle = 0; s.last_probe = NEG
-  s.r_at = now; s.r_ok = 0; s.r_prev = 0
+  s.r_at = now; s.r_ok = 0; s.r_prev = 0; s.r_sent = 0; s.r_sent_prev = 0
 end
 
 local function ramp_rate(s, t, cfg)
@@ -193,9 +198,10 @@ local function on_429(s, now, n, cfg)
   elseif now - s.ep_start >= cfg.measure_after and get(s, 'ep_ok', 0) > 0
          and now - s.last429 <= 0.25 and get(s, 'last_delayed', NEG) >= s.ep_start then
     -- Inside a run of 429s, while the pacer holds sends back, the server's limiter stays
-    -- empty: what it let through is its rate.
+    -- empty: what it let through is its rate (each estimate spans the run so far, so the
+    -- latest is the best).
     local measured = s.ep_ok / (now - s.ep_start)
-    s.hold = math.max(measured * cfg.hold, 1); s.rate = math.min(s.rate, s.hold)
+    s.hold = math.max(measured * cfg.hold, 1); s.rate = s.hold
     s.measured = 1
   end
   s.last429 = now; s.idle = 0; s.probe_from = now
@@ -220,8 +226,8 @@ local function probe(s, t, cfg)
   end
   s.last_probe = math.max(get(s, 'last_probe', NEG), t)
   local busy = math.max(t - from, 0) - get(s, 'idle', 0)
-  if busy > 1.0 then
-    s.rate = s.hold * math.min(1 + 0.02 * (busy - 1) ^ 3, 10)
+  if busy > cfg.probe_after then
+    s.rate = s.hold * math.min(1 + 0.02 * (busy - cfg.probe_after) ^ 3, 10)
   end
 end
 
@@ -237,8 +243,13 @@ local function reserve(s, now, cfg)
       end_ramp(s)
       return start - now
     end
-    -- Slot by slot: a crowd reserving at once follows the schedule.
-    s.rate = ramp_rate(s, math.max(start, s.next), cfg)
+    -- The rate reached by now: slots given out ahead do not anticipate doublings the
+    -- server has not answered yet.
+    -- Nor does it run ahead of the fleet: at most twice what it sent in its last period.
+    roll_ramp(s, now, cfg)
+    s.r_sent = get(s, 'r_sent', 0) + 1
+    local sent = math.max(get(s, 'r_sent_prev', 0) / cfg.start_every, cfg.start_rate)
+    s.rate = math.min(ramp_rate(s, start, cfg), 2 * sent)
   end
   local interval = 1 / s.rate
   -- At most `burst` slots bank up while idle, so a wait never ends in a stampede.
