@@ -9,21 +9,23 @@ The pacer mirrors `forbear.HostGate`'s, fleet-wide: off until the first 429 (or 
 a next-free-slot schedule at a rate learned from the server. A first guess doubles every
 ``double_every`` seconds of holding sends back, until the server objects; inside a run of 429s
 (while the pacer holds sends back) the successes per second are the server's rate, held at
-``hold`` of it; from there the rate probes upward slowly (cubic, counted only while the pacer
-holds sends back, and only after ``probe_after`` seconds without a 429: a probe that
-crosses the server's rate costs a run of 429s). The learned rate outlives the pacing spell (the hash expires after
-``ttl``), so a worker that starts later starts paced at it, and does not probe above it for
-``warm_for`` seconds.
+``hold`` of it. From there the rate probes upward slowly: only after ``probe_after`` seconds
+without a 429 (a probe that crosses the server's rate costs a run of 429s), then cubic, counted
+only while the pacer holds sends back. The learned rate outlives the pacing spell (the hash
+expires after ``ttl``): a worker that starts later starts paced at it, and holds it for
+``warm_for`` seconds before probing above it.
 
 Slow start. For its first ``learn_for`` seconds of contact a key the fleet knows no rate for is
 new: the sends in flight fleet-wide are counted (every reservation is one; sends a worker let
-go on its own and the answers are reported with its next call). More than ``crowd`` in flight
-starts a slow start: the fleet paces from ``start_rate``, doubling every ``start_every`` (the
-rate reached by the time a slot is given out). Its first 429 (after its first period) drops the rate to the successes per second the
-fleet saw in its last two periods (never above the rate reached), held at ``hold`` of it; the
-run of 429s that may follow measures the server's rate as above. Once nobody has waited on it
-for two periods, or after six doublings without a 429, the slow start ends and the key is free
-(until it limits).
+go on its own, and the answers, are reported with its next call). More than ``crowd`` in
+flight starts a slow start: the fleet paces from ``start_rate``, doubling every
+``start_every`` (the rate reached by the time a slot is given out, and never more than twice
+what the fleet sent in the last period, so it does not run ahead of a client that lags). Its
+first 429 (after its first period) drops the rate to the successes per second the fleet saw in
+its last two periods (never above the rate reached), held at ``hold`` of it; the run of 429s
+that may follow measures the server's rate as above. Once nobody has waited on it for two
+periods, or after six doublings without a 429, the slow start ends and the key is free (until
+it limits).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ local function start_pacing(s, now, guess)
     s.rate = guess; s.hold = guess; s.measured = 0
   end
   s.next = now; s.paced_at = now; s.probe_from = now
-  s.ep_start = now; s.ep_ok = 0
+  s.ep_start = now; s.ep_ok = 0; s.ep_sent = 0; s.ep_no = 0
   s.idle = 0; s.last_probe = NEG
 end
 
@@ -138,7 +140,7 @@ local function start_ramp(s, now, cfg)
   s.paced = 1; s.ramp = 1; s.measured = 0
   s.rate = cfg.start_rate; s.hold = cfg.start_rate
   s.next = now; s.paced_at = now; s.probe_from = now; s.last_delayed = now
-  s.ep_start = now; s.ep_ok = 0; s.idle = 0; s.last_probe = NEG
+  s.ep_start = now; s.ep_ok = 0; s.ep_sent = 0; s.ep_no = 0; s.idle = 0; s.last_probe = NEG
   s.r_at = now; s.r_ok = 0; s.r_prev = 0; s.r_sent = 0; s.r_sent_prev = 0
 end
 
@@ -164,7 +166,7 @@ local function crossed(s, now, cfg)
   end
   s.hold = math.max(math.min(seen, reached) * cfg.hold, 1); s.rate = s.hold
   s.measured = 1; s.ramp = 0; s.new = 0; s.fly = 0
-  s.ep_start = now; s.ep_ok = 0
+  s.ep_start = now; s.ep_ok = 0; s.ep_sent = 0; s.ep_no = 0
 end
 
 local function on_success(s, now, n, cfg)
@@ -179,6 +181,7 @@ end
 
 local function on_429(s, now, n, cfg)
   roll_window(s, now)
+  s.ep_no = get(s, 'ep_no', 0) + n
   if get(s, 'ramp', 0) == 1 and is_paced(s, now, cfg) then
     if now - s.ep_start < cfg.start_every then
       -- An answer to the crowd that went before the slow start: it has not yet sent faster
@@ -194,13 +197,18 @@ local function on_429(s, now, n, cfg)
     local factor = cfg.hold
     if get(s, 'measured', 0) == 0 then factor = 0.5 end
     s.hold = math.max(s.rate * factor, 1); s.rate = s.hold; s.measured = 1
-    s.ep_start = now; s.ep_ok = 0
+    s.ep_start = now; s.ep_ok = 0; s.ep_sent = 0; s.ep_no = 0
   elseif now - s.ep_start >= cfg.measure_after and get(s, 'ep_ok', 0) > 0
          and now - s.last429 <= 0.25 and get(s, 'last_delayed', NEG) >= s.ep_start then
     -- Inside a run of 429s, while the pacer holds sends back, the server's limiter stays
     -- empty: what it let through is its rate (each estimate spans the run so far, so the
     -- latest is the best).
-    local measured = s.ep_ok / (now - s.ep_start)
+    -- Sends whose slot has come but whose answer is not reported yet succeed in the share
+    -- the reported ones did.
+    local given = get(s, 'ep_sent', 0) - math.max(get(s, 'next', now) - now, 0) * s.rate
+    local done = s.ep_ok + get(s, 'ep_no', 0)
+    local pending = math.max(given - done, 0)
+    local measured = (s.ep_ok + pending * s.ep_ok / math.max(done, 1)) / (now - s.ep_start)
     s.hold = math.max(measured * cfg.hold, 1); s.rate = s.hold
     s.measured = 1
   end
@@ -256,6 +264,7 @@ local function reserve(s, now, cfg)
   local earliest = math.max(s.next, start - (cfg.burst - 1) * interval)
   local slot = math.max(start, earliest)
   s.next = earliest + interval
+  s.ep_sent = get(s, 'ep_sent', 0) + 1
   if slot > now then
     s.last_delayed = now
     if get(s, 'measured', 0) == 0 and get(s, 'ramp', 0) == 0 and slot > pause then
