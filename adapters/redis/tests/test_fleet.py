@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from conftest import HOST, RedisServer, SlowProxy, free_port
 
 from forbear import Backoff, Jitter, Policy, RetryBudget
-from forbear_redis import Fleet
+from forbear_redis import Fleet, Pacing
 
 httpx = pytest.importorskip("httpx")
 forbear_httpx = pytest.importorskip("forbear_httpx")
@@ -95,6 +96,81 @@ def test_a_later_worker_starts_paced_at_the_learned_rate(
     assert waits[-1] > 0.05  # ten sends at once are spread out, not sent as a burst
     with Fleet(redis_server.url, namespace="elsewhere") as other:
         assert other.gate.reserve_sync(fault_server.url) == 0.0  # namespaces are apart
+
+
+# -- slow start --------------------------------------------------------------------------------
+
+
+def test_a_crowd_spread_over_workers_meets_a_fleet_wide_slow_start(
+    redis_server: RedisServer,
+) -> None:
+    """Four workers with 6 sends in flight each to a new key are one crowd of 24: the first
+    `crowd` go at once, the rest are paced from `start_rate`, not sent as a burst."""
+    key = "http://new.test"
+    fleets = [Fleet(redis_server.url, namespace="crowd") for _ in range(4)]
+    try:
+        waits = [fleet.gate.reserve_sync(key) for _ in range(6) for fleet in fleets]
+        paced = [fleet.gate.rate(key) for fleet in fleets]
+        # Nothing answered yet: no worker lets a send go on its own while the key is new.
+        assert not any(fleet.gate.free(key) for fleet in fleets)
+    finally:
+        for fleet in fleets:
+            fleet.close()
+    crowd = Pacing().crowd
+    assert waits[:crowd] == [0.0] * crowd
+    assert all(later >= earlier for earlier, later in itertools.pairwise(waits[crowd:]))
+    # 8 more slots from 200/s: about 35 ms, less than a doubling.
+    assert 0.025 <= waits[-1] <= 0.06
+    assert paced[-1] is not None and 150 <= paced[-1] <= 260
+
+
+def test_one_send_at_a_time_to_a_new_key_costs_no_call(
+    redis_server: RedisServer, fault_server: Any
+) -> None:
+    """A worker with one send in flight to a new key lets it go without asking the fleet."""
+    with Fleet(redis_server.url, namespace="single", interval=10.0) as fleet:
+        statuses = _crawl(fleet, fault_server.url + "/single", 50, threads=1)
+        calls = fleet.store.calls
+    assert statuses == [200] * 50
+    assert calls == 1  # the first look only (the flusher's interval is longer than the run)
+
+
+def test_a_slow_start_that_crosses_drops_to_the_measured_rate(
+    redis_server: RedisServer, fault_server: Any
+) -> None:
+    """A crowd's slow start that crosses the server's rate holds near that rate, not at a low
+    guess, and the fleet keeps it for the next run."""
+    fault_server.limit("/ramp/", rate=100, burst=5, prefix=True)
+    with Fleet(redis_server.url, namespace="ramp") as fleet:
+        statuses = _crawl(fleet, fault_server.url + "/ramp", 300, threads=24)
+        rate = fleet.gate.rate(fault_server.url)
+    assert statuses == [200] * 300
+    assert rate is not None and 70 <= rate <= 130
+    rejected = sum(1 for arrival in fault_server.arrivals() if arrival.status == 429)
+    assert rejected <= 60
+
+
+def test_a_warm_start_holds_the_learned_rate_before_probing(redis_server: RedisServer) -> None:
+    """A worker starting at a learned rate does not probe above it for `warm_for` seconds;
+    without that hold (`warm_for=0`) the same pacing probes upward."""
+    key = "http://warm-hold.test"
+
+    def rate_after_busy_second(namespace: str, warm_for: float) -> float | None:
+        with Fleet(redis_server.url, namespace=namespace) as first:
+            assert first.gate.set_rate(key, 100.0)
+        time.sleep(1.1)  # nobody waited on the pacer since
+        pacing = Pacing(probe_after=0.0, warm_for=warm_for)
+        with Fleet(redis_server.url, namespace=namespace, pacing=pacing) as later:
+            ends = time.monotonic() + 1.5
+            while time.monotonic() < ends:
+                for _ in range(3):  # a queue: sends wait on the pacer
+                    wait = later.gate.reserve_sync(key)
+                time.sleep(wait)
+            return later.gate.rate(key)
+
+    assert rate_after_busy_second("warm-held", 10.0) == pytest.approx(100.0)
+    probed = rate_after_busy_second("warm-probed", 0.0)
+    assert probed is not None and probed > 101.0
 
 
 # -- the budget ------------------------------------------------------------------------------
