@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from forbear import _flow
+from forbear import _contract
 
 
 @pytest.fixture(autouse=True)
 def _fresh_process_scope() -> Iterator[None]:
-    _flow._PROCESS.clear()
+    _contract._PROCESS.clear()
     yield
-    _flow._PROCESS.clear()
+    _contract._PROCESS.clear()

@@ -123,3 +123,19 @@ def test_helpers_stay_private() -> None:
     for name in ("header_value", "parse_http_date", "RetryCall", "REASONS", "Sleep"):
         assert name not in forbear.__all__
     assert not hasattr(forbear, "RetryCall")
+
+
+def test_adapters_may_not_import_any_private_module() -> None:
+    """Every ``forbear._x`` module is banned for adapters in ``adapters/ruff.toml``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    banned = (root / "adapters" / "ruff.toml").read_text(encoding="utf-8")
+    private = sorted(
+        path.stem
+        for path in (root / "src" / "forbear").glob("_*.py")
+        if path.stem not in ("__init__", "__main__")
+    )
+    assert private
+    missing = [name for name in private if f'"forbear.{name}".msg' not in banned]
+    assert missing == []
