@@ -77,8 +77,12 @@ _RAMP_DOUBLINGS = 6
 _NO_RATE = 1e9
 #: A rate cut below this fraction of the pace voids the slots reserved ahead (see `confirm`).
 _CUT = 0.9
-#: The successes a run of 429s counts before its measured rate is trusted in full.
+#: A run of 429s is trusted in full once it counted `_TRUSTED_RUN` successes, or this many
+#: seconds' worth at the pace it cuts when that is fewer (a slow origin's runs are short), never
+#: fewer than `_TRUSTED_FEWEST`.
 _TRUSTED_RUN = 40
+_TRUSTED_SPAN = 0.1
+_TRUSTED_FEWEST = 3.0
 
 
 def origin_of(url: str) -> str:
@@ -549,7 +553,8 @@ class HostGate:
             if held < entry.rate:
                 # Answers arrive with jitter: a short run is trusted in part, a cut grows
                 # with the successes it counted (slots void at a cut keep a run short).
-                trust = min(entry.episode_successes / _TRUSTED_RUN, 1.0)
+                needed = min(max(entry.rate * _TRUSTED_SPAN, _TRUSTED_FEWEST), _TRUSTED_RUN)
+                trust = min(entry.episode_successes / needed, 1.0)
                 held = entry.rate - trust * (entry.rate - held)
             entry.hold_rate = held
             entry.rate = min(entry.rate, held)
