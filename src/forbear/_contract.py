@@ -64,7 +64,7 @@ ResponseT = TypeVar("ResponseT")
 
 
 class SyncAdapter(Protocol[RequestT, ResponseT]):
-    """A sync client's part of the loop: four translations, no rule."""
+    """A sync client's part of the loop: five translations, no rule."""
 
     def send(self, request: RequestT, headers: Mapping[str, str] | None) -> ResponseT:
         """Send ``request`` once with ``headers`` set on it (None: nothing to add)."""
