@@ -10,6 +10,10 @@ starts the loopback servers, runs the scenarios and writes ``benchmarks/results/
 4. token expiry: successes and token exchanges;
 5. decision core: `forbear.decide` per call.
 
+``--only announced`` runs one more, not part of a default run: forbear's adapters crawling a
+token bucket that announces its state, once per rate-limit dialect
+(`benchmarks.scenarios.announced`); it prints its table and writes it in the run's JSON.
+
 Servers: nginx from the system packages when installed (the happy path's origin and the
 crawl's ``limit_req`` limiter), else `forbear.testing`'s limiter and a uvicorn app; the fault
 server (in a child process) for the outage and the token expiry. 127.0.0.1 only.
@@ -39,9 +43,11 @@ from typing import Any
 from benchmarks import _report
 from benchmarks._servers import FaultProcess, Limiter, Nginx, happy_origin, nginx_binary
 from benchmarks.peers import CANDIDATES, CONFIGURED, DISTRIBUTIONS, version
-from benchmarks.scenarios import crawl, decide, happy, outage, token
+from benchmarks.scenarios import announced, crawl, decide, happy, outage, token
 
 SCENARIOS = ("happy", "crawl", "outage", "token", "decide")
+#: Scenarios run only when named with ``--only``.
+EXTRA = ("announced",)
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
 #: The part of `README` a full run rewrites with its report.
@@ -61,6 +67,13 @@ FULL: dict[str, dict[str, Any]] = {
     "outage": {"requests": 200, "concurrency": 20, "repeats": 3, "time_limit": 60.0},
     "token": {"requests": 100, "repeats": 3, "time_limit": 60.0},
     "decide": {"number": 50_000, "repeat": 7},
+    "announced": {
+        "urls": 1000,
+        "concurrency": 50,
+        "rate": 200.0,
+        "burst": 10,
+        "time_limit": 20.0,
+    },
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "happy": {"micro_rounds": 2, "micro_n": 200, "rounds": 2, "n": 32},
@@ -75,6 +88,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "outage": {"requests": 10, "concurrency": 5, "repeats": 1, "time_limit": 20.0},
     "token": {"requests": 10, "repeats": 1, "time_limit": 20.0},
     "decide": {"number": 200, "repeat": 3},
+    "announced": {"urls": 20, "concurrency": 5, "rate": 400.0, "burst": 20, "time_limit": 20.0},
 }
 
 
@@ -119,7 +133,9 @@ def _rows_of(data: dict[str, Any]) -> list[Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; check numbers appear")
-    parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    parser.add_argument(
+        "--only", help="comma-separated scenarios: " + ",".join((*SCENARIOS, *EXTRA))
+    )
     parser.add_argument("--no-nginx", action="store_true", help="use the fallback servers")
     parser.add_argument("--out", type=Path, help=f"where to write results (default {RESULTS})")
     parser.add_argument(
@@ -135,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         return _render(args.report, args.out)
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
-    unknown = set(chosen) - set(SCENARIOS)
+    unknown = set(chosen) - set(SCENARIOS) - set(EXTRA)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     sizes = {name: dict(size) for name, size in (SMOKE if args.smoke else FULL).items()}
@@ -183,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                     **sizes["token"],
                 ),
                 "decide": lambda: decide.run(**sizes["decide"]),
+                "announced": lambda: _announced(installed, sizes["announced"]),
             }
             for name in chosen:
                 print(f"[{name}]")
@@ -227,6 +244,13 @@ def _crawl(
     return crawl.run(candidates, limiter, **sizes)
 
 
+def _announced(candidates: list[Any], sizes: dict[str, Any]) -> dict[str, Any]:
+    with announced.AnnouncingServer() as server:
+        data = announced.run(candidates, server, **sizes)
+    print(announced.markdown(data))
+    return data
+
+
 def _write(results: dict[str, Any], report: str, out: Path, *, quiet: bool) -> None:
     """The JSON of the run, ``latest.md`` and, when matplotlib is installed, ``latest.png``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -240,8 +264,9 @@ def _write(results: dict[str, Any], report: str, out: Path, *, quiet: bool) -> N
     except ImportError:
         print("matplotlib not installed: no chart (pip install --group bench)")
     else:
-        _report.chart(results, out / "latest.png")
-        written.append(out / "latest.png")
+        if not set(results["scenarios"]) <= set(EXTRA):  # the chart draws none of EXTRA
+            _report.chart(results, out / "latest.png")
+            written.append(out / "latest.png")
     for path in written:
         if not path.exists() or path.stat().st_size == 0:
             raise AssertionError(f"{path} was not written")

@@ -1,5 +1,8 @@
 """Limiters the servers answer 429 with: `TokenBucket`, `FixedWindow`, `EpochWindow`, `InFlight`.
 
+`bucket_headers` announces a token bucket's state in one of the rate-limit dialects
+(`DIALECTS`).
+
 They are plain objects driven by the caller's clock (``now`` is an argument), so their tests
 need no sleeping; the servers pass ``time.monotonic()`` (``time.time()`` for `EpochWindow`) and
 hold their own lock around them.
@@ -9,7 +12,18 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["EpochWindow", "FixedWindow", "InFlight", "TokenBucket", "retry_after_seconds"]
+__all__ = [
+    "DIALECTS",
+    "EpochWindow",
+    "FixedWindow",
+    "InFlight",
+    "TokenBucket",
+    "bucket_headers",
+    "retry_after_seconds",
+]
+
+#: The rate-limit dialects `bucket_headers` speaks.
+DIALECTS = ("ietf", "draft", "x", "openai")
 
 
 def retry_after_seconds(wait: float) -> int:
@@ -45,6 +59,11 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
+    def level(self, now: float) -> float:
+        """The tokens the bucket holds at ``now`` (a fraction while one refills); takes none."""
+        elapsed = max(0.0, now - self._updated)
+        return min(float(self.capacity), self._tokens + elapsed * self.rate)
+
     def set_rate(self, rate: float, *, now: float) -> None:
         """From ``now`` on, refill at ``rate`` (the tokens earned until ``now`` are kept)."""
         if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
@@ -53,6 +72,81 @@ class TokenBucket:
         self._tokens = min(float(self.capacity), self._tokens + elapsed * self.rate)
         self._updated = max(self._updated, now)
         self.rate = float(rate)
+
+
+def _milliseconds_up(seconds: float) -> int:
+    return max(0, math.ceil(seconds * 1000.0 - 1e-6))
+
+
+def _go_duration(seconds: float) -> str:
+    """Seconds as a Go-style duration, rounded up to the millisecond: ``12ms``, ``1.5s``,
+    ``6m0s``."""
+    millis = _milliseconds_up(seconds)
+    if millis < 1000:
+        return f"{millis}ms"
+    minutes, millis = divmod(millis, 60_000)
+    text = f"{millis / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def bucket_headers(
+    dialect: str, bucket: TokenBucket, *, now: float, wall: float
+) -> tuple[tuple[str, str], ...]:
+    """``bucket``'s state at monotonic ``now`` (Unix time ``wall``) in a rate-limit dialect.
+
+    What remains is the whole tokens the bucket holds. The dialects:
+
+    - ``"ietf"``: ``RateLimit-Policy: "bucket";q=<Q>;w=<W>``, the bucket's rate as a quota per
+      window (``W`` the whole seconds it takes to refill an empty bucket, at least 1, and
+      ``Q`` the tokens it gains in them), and ``RateLimit: "bucket";r=<remaining>;t=<T>`` with
+      ``T`` the whole seconds until a token is there, rounded up (0 while one is).
+    - ``"draft"``: ``RateLimit-Limit`` (the capacity, ``1 + burst``), ``RateLimit-Remaining``
+      and ``RateLimit-Reset``: delta seconds until the bucket is full again, rounded up to the
+      millisecond.
+    - ``"x"``: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``:
+      the Unix time in whole seconds (rounded up) at which the bucket is full again (GitHub).
+    - ``"openai"``: ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests`` and
+      ``x-ratelimit-reset-requests``: the time until the bucket is full again as a Go-style
+      duration rounded up to the millisecond (``55ms``, ``1.5s``).
+    """
+    tokens = bucket.level(now)
+    remaining = math.floor(tokens + 1e-9)
+    capacity = bucket.capacity
+    full = max(0.0, (capacity - tokens) / bucket.rate)
+    if dialect == "ietf":
+        window = max(1, math.ceil(capacity / bucket.rate - 1e-9))
+        quota = max(1, round(bucket.rate * window))
+        until = 0 if remaining >= 1 else math.ceil((1.0 - tokens) / bucket.rate - 1e-9)
+        return (
+            ("RateLimit-Policy", f'"bucket";q={quota};w={window}'),
+            ("RateLimit", f'"bucket";r={remaining};t={until}'),
+        )
+    if dialect == "draft":
+        reset = f"{_milliseconds_up(full) / 1000:.3f}".rstrip("0").rstrip(".")
+        return (
+            ("RateLimit-Limit", str(capacity)),
+            ("RateLimit-Remaining", str(remaining)),
+            ("RateLimit-Reset", reset),
+        )
+    if dialect == "x":
+        return (
+            ("X-RateLimit-Limit", str(capacity)),
+            ("X-RateLimit-Remaining", str(remaining)),
+            ("X-RateLimit-Reset", str(math.ceil(wall + full - 1e-9))),
+        )
+    if dialect == "openai":
+        return (
+            ("x-ratelimit-limit-requests", str(capacity)),
+            ("x-ratelimit-remaining-requests", str(remaining)),
+            ("x-ratelimit-reset-requests", _go_duration(full)),
+        )
+    raise ValueError(f"unknown rate-limit dialect {dialect!r}; one of {', '.join(DIALECTS)}")
+
+
+def check_dialect(dialect: str | None) -> None:
+    """Raise ValueError unless ``dialect`` is None or one of `DIALECTS`."""
+    if dialect is not None and dialect not in DIALECTS:
+        raise ValueError(f"unknown rate-limit dialect {dialect!r}; one of {', '.join(DIALECTS)}")
 
 
 class FixedWindow:

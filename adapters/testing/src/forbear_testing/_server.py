@@ -2,7 +2,8 @@
 
 Tests tell a `FaultServer` what to answer, path by path: scripted replies for the next
 requests, an answer for every request, a token-bucket rate limit (whose rate may change while
-it runs, and which may be kept per API key), a fixed window, a cap on requests in flight, a
+it runs, which may be kept per API key and may announce its state in a rate-limit dialect), a
+fixed window, a cap on requests in flight, a
 bearer-token requirement.
 Replies can carry ``Retry-After`` (seconds, or an HTTP-date computed from the server's clock
 when the reply is sent), wait before answering, stream megabytes, or send a gzip bomb.
@@ -33,7 +34,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from ._limits import EpochWindow, InFlight, TokenBucket, retry_after_seconds
+from ._limits import (
+    EpochWindow,
+    InFlight,
+    TokenBucket,
+    bucket_headers,
+    check_dialect,
+    retry_after_seconds,
+)
 from ._service import Service, serve_service, stopping
 
 __all__ = ["DEFAULT_REPLY", "FaultServer", "Reply", "serve"]
@@ -147,6 +155,8 @@ class _Rule:
     bucket: TokenBucket | None = None
     #: The status a refusal answers with (429, or 503 for an overloaded server).
     status: int = 429
+    #: The rate-limit dialect the bucket's state is announced in, or None.
+    dialect: str | None = None
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path) if self.prefix else path == self.path
@@ -167,6 +177,8 @@ class _KeyedRule:
     announce: bool = False
     flight: InFlight | None = None
     delay: float = 0.0
+    #: The rate-limit dialect the buckets' state is announced in, or None.
+    dialect: str | None = None
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path) if self.prefix else path == self.path
@@ -242,6 +254,7 @@ class FaultServer(Service):
         prefix: bool = False,
         status: int = 429,
         per: str | None = None,
+        announce: str | None = None,
     ) -> None:
         """Rate-limit ``path`` (every path under it with ``prefix``) like nginx ``limit_req``.
 
@@ -250,17 +263,24 @@ class FaultServer(Service):
         ``Retry-After`` in whole seconds (at least 1). With ``per``, the name of a query
         parameter (``api_key``, say), each value of it gets a bucket of its own, and the limit
         applies before any script. `set_rate` changes the rate while the server runs.
+
+        ``announce`` names a rate-limit dialect (``"ietf"``, ``"draft"``, ``"x"``,
+        ``"openai"``; see `forbear_testing._limits.bucket_headers`): every answer the limit
+        gives, a refusal or the default 200 it lets through, then carries the bucket's state
+        in it, as it is once the request was counted.
         """
         if status not in (429, 503):
             raise ValueError(f"a limit answers 429 or 503, got {status!r}")
+        check_dialect(announce)
         if per is not None:
             TokenBucket(rate, burst, now=0.0)  # refuse a bad rate or burst now
+            rule = _KeyedRule(path, prefix, per=per, rate=rate, burst=burst, dialect=announce)
             with self._lock:
-                self._keyed.append(_KeyedRule(path, prefix, per=per, rate=rate, burst=burst))
+                self._keyed.append(rule)
             return
         bucket = TokenBucket(rate, burst, now=time.monotonic())
         with self._lock:
-            self._limits.append(_Rule(path, prefix, bucket, status))
+            self._limits.append(_Rule(path, prefix, bucket, status, announce))
 
     def set_rate(self, path: str, rate: float) -> int:
         """Change the rate of every `limit` set on ``path``, from now on; how many changed.
@@ -408,11 +428,22 @@ class FaultServer(Service):
                     if bucket is None:
                         bucket = rule.buckets[key] = TokenBucket(rule.rate, rule.burst, now=now)
                     wait = bucket.take(now)
+                    state = (
+                        bucket_headers(rule.dialect, bucket, now=now, wall=wall)
+                        if rule.dialect is not None
+                        else ()
+                    )
                     if wait > 0:
                         if flight is not None:
                             flight.leave()
-                        reply = Reply(429, retry_after=retry_after_seconds(wait), body=b"slow down")
+                        reply = Reply(
+                            429,
+                            headers=state,
+                            retry_after=retry_after_seconds(wait),
+                            body=b"slow down",
+                        )
                         return reply, None, 0.0, ()
+                    announced = announced + state
         return None, flight, delay, announced
 
     def _choose(self, path: str, authorization: str | None) -> Reply:
@@ -423,13 +454,22 @@ class FaultServer(Service):
             if path in self._always:
                 return self._always[path]
             now = time.monotonic()
+            announced: tuple[tuple[str, str], ...] = ()
             for rule in self._limits:
                 if rule.bucket is not None and rule.matches(path):
                     wait = rule.bucket.take(now)
+                    headers = (
+                        bucket_headers(rule.dialect, rule.bucket, now=now, wall=time.time())
+                        if rule.dialect is not None
+                        else ()
+                    )
                     if wait > 0:
                         refusal = b"slow down" if rule.status == 429 else b"overloaded"
                         seconds = retry_after_seconds(wait)
-                        return Reply(rule.status, retry_after=seconds, body=refusal)
+                        return Reply(
+                            rule.status, headers=headers, retry_after=seconds, body=refusal
+                        )
+                    announced += headers
             if path in self._token_endpoints:
                 body = {"access_token": self._issue(True), "token_type": "Bearer"}
                 return Reply(
@@ -445,6 +485,8 @@ class FaultServer(Service):
                     headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                     body=b"unauthorized",
                 )
+            if announced:
+                return Reply(200, headers=announced, body=DEFAULT_REPLY.body)
             return DEFAULT_REPLY
 
     def _valid(self, authorization: str | None) -> bool:
