@@ -4,7 +4,8 @@
 server on 127.0.0.1 at a free port (so the server never shares the clients' GIL), prints
 ``{"url": ...}`` and then answers one JSON command per line until stdin closes. Commands
 mirror the fault server's API (``reset``, ``limit``, ``always``, ``require_token``,
-``token_endpoint``, ``issue_token``, ``expire_tokens``) plus ``counts``: the statuses answered
+``token_endpoint``, ``issue_token``, ``expire_tokens``; ``limit`` may name an ``announce``
+dialect) plus ``counts``: the statuses answered
 under a path prefix and the tokens issued, read from the arrivals log.
 """
 
@@ -23,7 +24,13 @@ def _handle(server: FaultServer, command: dict[str, Any]) -> dict[str, Any]:
     if op == "reset":
         server.reset()
     elif op == "limit":
-        server.limit(command["path"], rate=command["rate"], burst=command["burst"], prefix=True)
+        server.limit(
+            command["path"],
+            rate=command["rate"],
+            burst=command["burst"],
+            prefix=True,
+            announce=command.get("announce"),
+        )
     elif op == "always":
         server.always(command["path"], Reply(command["status"]))
     elif op == "require_token":

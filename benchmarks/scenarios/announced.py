@@ -16,22 +16,17 @@ middleware or inner adapter noting when each attempt left and when its answer ca
 logical requests lost (final answer not 200, or an error), and the URLs not done when the run
 hit ``time_limit``. The target: 0 429s after the first response, 0 lost.
 
-The server runs in a child process of its own (this module run with ``python -m``), so it
-never shares the clients' GIL; it speaks `benchmarks._fault_child`'s line protocol.
+The server runs in a child process of its own (`benchmarks._fault_child`), so it never shares
+the clients' GIL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import subprocess
-import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from benchmarks._drive import drive
@@ -53,20 +48,7 @@ PATH = "/announced/"
 
 
 class AnnouncingServer(FaultProcess):
-    """The fault server in a child process, with an announcing limiter and arrival times."""
-
-    def __enter__(self) -> AnnouncingServer:
-        root = Path(__file__).resolve().parent.parent.parent
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.scenarios.announced"],
-            cwd=root,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.url = self._read()["url"]
-        return self
+    """The fault server in a child process (`benchmarks._fault_child`), announcing its limit."""
 
     def fresh(self, *, rate: float, burst: int, dialect: str) -> None:
         """Forget every arrival; a full bucket announcing in ``dialect``."""
@@ -269,49 +251,3 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {row['unfinished']} |"
         )
     return "\n".join(lines)
-
-
-# -- the child process -----------------------------------------------------------------------
-
-
-def _handle(server: Any, command: dict[str, Any]) -> dict[str, Any]:
-    op = command["op"]
-    if op == "reset":
-        server.reset()
-    elif op == "limit":
-        server.limit(
-            command["path"],
-            rate=command["rate"],
-            burst=command["burst"],
-            prefix=True,
-            announce=command["announce"],
-        )
-    elif op == "counts":
-        prefix = command["prefix"]
-        statuses = Counter(
-            str(arrival.status) for arrival in server.arrivals() if arrival.path.startswith(prefix)
-        )
-        return {"statuses": dict(statuses)}
-    else:
-        raise ValueError(f"unknown command {op!r}")
-    return {}
-
-
-def main() -> None:
-    """Serve an announcing fault server, one JSON command a line on stdin (see the module)."""
-    from forbear_testing import serve
-
-    with serve() as server:
-        print(json.dumps({"url": server.url}), flush=True)
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            try:
-                reply = _handle(server, json.loads(line))
-            except Exception as exc:  # reported to the parent, which raises it
-                reply = {"error": f"{type(exc).__name__}: {exc}"}
-            print(json.dumps(reply), flush=True)
-
-
-if __name__ == "__main__":
-    main()
