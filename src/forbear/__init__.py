@@ -14,21 +14,21 @@ from typing import Any
 
 from . import errors, flow, profiles, rules
 from ._budget import RetryBudget
-from ._decide import decide
-from ._errors import APIError, parse_error
-from ._events import Event, EventHook, subscribe
-from ._flow import (
+from ._contract import (
     AsyncAdapter,
     Budget,
     Call,
     Gate,
-    Retrier,
     SyncAdapter,
     drain_length,
     overrides,
     process_budget,
     process_gate,
 )
+from ._decide import decide
+from ._errors import APIError, parse_error
+from ._events import Event, EventHook, subscribe
+from ._flow import Retrier
 from ._gate import HostGate, origin_of
 from ._policy import Backoff, Jitter, Policy
 from ._readers import error_kind

@@ -33,12 +33,9 @@ from ._contract import (
     _OVERRIDES,
     _REPLAYABLE,
     _SEND_PLAIN,
-    RELEASE_BYTES,
-    RELEASE_SECONDS,
     AsyncAdapter,
     Budget,
     Call,
-    Effect,
     Flow,
     Gate,
     Release,
@@ -50,8 +47,6 @@ from ._contract import (
     Sleep,
     SyncAdapter,
     add_note,
-    drain_length,
-    overrides,
     process_budget,
     process_gate,
     resolve_overrides,
@@ -64,30 +59,7 @@ from ._retry_after import header_value
 from ._state import Action, Decision, Outcome, Reason, RetryState
 from ._token import TokenSource
 
-__all__ = [
-    "IDEMPOTENCY_KEY_METHODS",
-    "RELEASE_BYTES",
-    "RELEASE_SECONDS",
-    "AsyncAdapter",
-    "Budget",
-    "Call",
-    "Effect",
-    "Flow",
-    "Gate",
-    "Release",
-    "Replayable",
-    "Retrier",
-    "Send",
-    "Sent",
-    "Sleep",
-    "SyncAdapter",
-    "add_note",
-    "drain_length",
-    "overrides",
-    "process_budget",
-    "process_gate",
-    "resolve_overrides",
-]
+__all__ = ["IDEMPOTENCY_KEY_METHODS", "Retrier"]
 
 #: Methods that get an ``Idempotency-Key`` when `Retrier.idempotency_keys` is on.
 IDEMPOTENCY_KEY_METHODS: frozenset[str] = frozenset({"POST", "PATCH"})

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
-from ._flow import RELEASE_SECONDS, drain_length
+from ._contract import RELEASE_SECONDS, drain_length
 from ._state import ErrorKind, Outcome
 
 __all__ = [

@@ -37,20 +37,9 @@ from typing import Any
 
 import anyio
 
+from ._contract import Budget, Call, Flow, Gate, Release, Replayable, Send, Sleep
 from ._events import Event, EventHook
-from ._flow import (
-    Budget,
-    Call,
-    Flow,
-    Gate,
-    Release,
-    Replayable,
-    Retrier,
-    Send,
-    Sleep,
-    _origin,
-    _success_event,
-)
+from ._flow import Retrier, _origin, _success_event
 from ._gate import origin_of
 from ._policy import Policy
 from ._readers import Attempt, arelease, read_exception, read_response, release

@@ -9,8 +9,8 @@ Ordinary adapters need none of this: `forbear.Retrier.run_sync` / `run_async` ru
 
 from __future__ import annotations
 
+from ._contract import Effect, Flow, Release, Replayable, Send, Sent, Sleep, add_note
 from ._events import Sending, redact_url, sending, subscribers
-from ._flow import Effect, Flow, Release, Replayable, Send, Sent, Sleep, add_note
 from ._readers import Attempt, read_attempt
 from ._stepper import UNKNOWN_METHOD, CallSite, Stepper, attempt_headers
 

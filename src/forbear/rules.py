@@ -6,8 +6,9 @@ value is immutable, and changing a policy means passing a `forbear.Policy`, not 
 
 from __future__ import annotations
 
+from ._contract import RELEASE_BYTES, RELEASE_SECONDS
 from ._decide import REASONS
-from ._flow import IDEMPOTENCY_KEY_METHODS, RELEASE_BYTES, RELEASE_SECONDS
+from ._flow import IDEMPOTENCY_KEY_METHODS
 from ._policy import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_REAUTHS,
