@@ -32,7 +32,7 @@ from forbear import (
     TokenSource,
     error_kind,
 )
-from forbear_requests import RetryAdapter
+from forbear_requests import RetryAdapter, _adapter
 from forbear_testing import FaultServer, RawFaults, RawMode, Reply
 
 FAST = Policy(backoff=Backoff(initial=0.01, max=0.05))
@@ -155,6 +155,67 @@ def test_gate_and_budget_take_no_bools(name: str) -> None:
     """gate=True / budget=True is refused: the scope is an object, the process's, or None."""
     with pytest.raises(TypeError, match=name):
         RetryAdapter(**{name: True})  # type: ignore[arg-type]
+
+
+# -- the gate's key and the send options --------------------------------------------------------
+
+
+class KeyRecordingGate(HostGate):
+    """A `HostGate` that records the key of every first-attempt success."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    def succeeded(self, key: str, headers: Any = None, now: float = 0.0) -> None:
+        self.keys.append(key)
+        super().succeeded(key, headers, now)
+
+
+def test_gate_key_is_the_origin_of_each_url(fault_server: FaultServer) -> None:
+    """The gate hears ``origin_of(url)`` for every URL shape, the cached origins included."""
+    port = fault_server.url.rsplit(":", 1)[1]
+    urls = [
+        f"{fault_server.url}/a?x=1",
+        f"{fault_server.url}/b/c#frag",
+        f"http://user:secret@127.0.0.1:{port}/d",
+        f"http://LOCALHOST:{port}/e",
+        f"HTTP://127.0.0.1:{port}?q=/f",
+        f"{fault_server.url}/a?x=2",
+    ]
+    gate = KeyRecordingGate()
+    with session(gate=gate, budget=None) as http:
+        for url in urls:
+            assert http.get(url).status_code == 200
+        # A URL with no path at all (requests adds one; a custom caller may not), after an
+        # origin one character shorter was cached: it is not read as that origin.
+        _adapter._origin(f"http://127.0.0.1:{port[:-1]}/")
+        request = requests.Request("GET", fault_server.url + "/").prepare()
+        request.url = fault_server.url
+        assert adapter_of(http).send(request).status_code == 200
+    sent = [requests.Request("GET", url).prepare().url or "" for url in urls]
+    assert gate.keys == [forbear.origin_of(url) for url in sent] + [fault_server.url]
+    assert set(gate.keys) == {fault_server.url, f"http://localhost:{port}"}
+
+
+def test_send_options_reach_the_inner_adapter_on_every_attempt(fault_server: FaultServer) -> None:
+    """stream, timeout, verify, cert and proxies go to ``inner.send`` on each attempt."""
+    seen: list[tuple[Any, ...]] = []
+
+    class Recording(HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, *options: Any) -> requests.Response:
+            seen.append(options)
+            return super().send(request, *options)
+
+    fault_server.script("/options", [Reply(503)])
+    with session(Recording()) as http:
+        response = http.get(
+            fault_server.url + "/options", stream=True, timeout=(3.0, 4.0), verify=False
+        )
+        assert response.status_code == 200 and response.content == b"ok"
+    assert len(seen) == 2 and seen[0] == seen[1]
+    stream, timeout, verify, _, _ = seen[0]
+    assert (stream, timeout, verify) == (True, (3.0, 4.0), False)
 
 
 # -- per-request overrides ---------------------------------------------------------------------
@@ -606,8 +667,10 @@ def test_pickling_an_adapter_with_a_token_is_refused() -> None:
 # -- threads ----------------------------------------------------------------------------------
 
 
-def test_32_threads_share_one_adapter_as_if_separate(fault_server: FaultServer) -> None:
-    """32 workers on one adapter: each logical request keeps its own attempts, key and body."""
+@pytest.mark.parametrize("kind", ["file", "bytes"])
+def test_32_threads_share_one_adapter_as_if_separate(kind: str, fault_server: FaultServer) -> None:
+    """32 workers on one adapter: each logical request keeps its own attempts, key, body and
+    send options (a file body has state of its own per request; a body in memory has none)."""
     for n in range(32):
         fault_server.script(f"/worker/{n}", [Reply(503), Reply(502)])
     # No budget: 64 retries for 32 first attempts is an outage to a budget, not the point here.
@@ -615,9 +678,13 @@ def test_32_threads_share_one_adapter_as_if_separate(fault_server: FaultServer) 
         attributes = dict(vars(adapter_of(http)))
 
         def work(n: int) -> tuple[int, bytes]:
-            body = io.BytesIO(f"prefix|worker {n}".encode())
-            body.read(len("prefix|"))
-            response = http.post(fault_server.url + f"/worker/{n}", data=body)
+            body: Any = f"worker {n}".encode()
+            if kind == "file":
+                body = io.BytesIO(f"prefix|worker {n}".encode())
+                body.read(len("prefix|"))
+            # Every other worker streams: the option must reach its own attempts only.
+            response = http.post(fault_server.url + f"/worker/{n}", data=body, stream=n % 2 == 1)
+            assert response.raw.tell() == (0 if n % 2 else 2)
             return response.status_code, response.content
 
         with ThreadPoolExecutor(32) as pool:

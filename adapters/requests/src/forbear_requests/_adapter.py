@@ -1,7 +1,7 @@
 """`RetryAdapter`: a requests transport adapter on the core's one loop (`forbear.Retrier`).
 
 What requests mounts: the constructor's shape, the wrapped adapter (``inner``) that sends each
-attempt, ``close`` and pickling. How one request's attempts are sent and read is `Attempts`'s
+attempt, ``close`` and pickling. How one request's attempts are sent and read is `Sends`'s
 (``_attempts.py``); every retry rule is the core's.
 """
 
@@ -24,11 +24,12 @@ from forbear import (
     Retrier,
     RetryBudget,
     TokenSource,
+    origin_of,
     process_budget,
     process_gate,
 )
 
-from ._attempts import Attempts
+from ._attempts import _IN_MEMORY, SENDS, Attempts
 
 __all__ = ["RetryAdapter"]
 
@@ -81,9 +82,19 @@ class RetryAdapter(BaseAdapter):
     ) -> Response:
         """Send ``request`` through ``inner``, retrying as the core decides; ``timeout`` bounds
         each attempt. The final response is returned unread, as ``inner.send`` returned it."""
-        attempts = Attempts(self.inner, (stream, timeout, verify, cert, proxies))
-        method, url = request.method or "GET", request.url or ""
-        return self.retrier.run_sync(attempts, request, method, url, request.headers)
+        url = request.url or ""
+        # The origin, from the cache `_origin` keeps, inline: this runs on every request.
+        end = url.find("/", url.find("://") + 3)
+        origin = _ORIGINS.get(url[:end]) if end > 0 else None
+        body = request.body
+        return self.retrier.run_sync(
+            SENDS if body is None or isinstance(body, _IN_MEMORY) else Attempts(),
+            (self.inner, request, stream, timeout, verify, cert, proxies),
+            request.method or "GET",
+            url,
+            request.headers,
+            origin=_origin(url) if origin is None else origin,
+        )
 
     def close(self) -> None:
         """Close ``inner`` (its connection pool)."""
@@ -111,6 +122,27 @@ def _unpickled(inner: BaseAdapter, settings: dict[str, Any]) -> RetryAdapter:
         if settings[name] == "own":
             settings[name] = own()
     return RetryAdapter(inner, **settings)
+
+
+#: Origins already read from URLs, by the URL's ``scheme://authority`` prefix: a session meets
+#: few origins often, and requests hands the adapter its URL as a string it has not parsed.
+_ORIGINS: dict[str, str] = {}
+
+
+def _origin(url: str) -> str:
+    """`forbear.origin_of` for ``url``, cached by its prefix up to the path."""
+    start = url.find("://")
+    end = url.find("/", start + 3)
+    prefix = url if end < 0 else url[:end]
+    origin = _ORIGINS.get(prefix)
+    if origin is None:
+        origin = origin_of(prefix)
+        # Only a real scheme://authority is kept: a query before any path, or no scheme, is not.
+        if start >= 0 and "?" not in prefix and "#" not in prefix:
+            if len(_ORIGINS) >= 1024:
+                _ORIGINS.clear()
+            _ORIGINS[prefix] = origin
+    return origin
 
 
 def _checked(inner: BaseAdapter | None) -> BaseAdapter:

@@ -1,9 +1,15 @@
-"""`Attempts`: requests' part of the core's loop for one logical request.
+"""requests' part of the core's loop: how one logical request's attempts are sent and read.
 
 It says how requests sends a prepared request once with extra headers (through the wrapped
 adapter), how its responses and errors read as outcomes, whether a body can be sent again
 (rewinding a file body to where it started), and how a discarded response is released. The
 final response is returned as the wrapped adapter's ``send`` returned it, unread.
+
+What the core's loop calls the request is a `Call`: the wrapped adapter, the prepared request
+and requests' send options, in one tuple made per logical request. A body in memory (or none,
+the common case) needs nothing else, so `SENDS`, one stateless `Sends` for every request and
+thread, sends it: a first attempt that succeeds makes no object of forbear's here. Only a file
+or stream body gets an `Attempts` of its own, which keeps where the file started.
 """
 
 from __future__ import annotations
@@ -17,40 +23,50 @@ from requests.models import PreparedRequest, Response
 
 from forbear import Outcome, drain_length, error_kind
 
-__all__ = ["Attempts"]
+__all__ = ["SENDS", "Attempts", "Call", "Sends", "in_memory"]
+
+#: One logical request, as the core's loop carries it: ``(inner, request, stream, timeout,
+#: verify, cert, proxies)``, the wrapped adapter first and then ``HTTPAdapter.send``'s arguments.
+Call = tuple[BaseAdapter, PreparedRequest, bool, Any, bool | str, Any, Mapping[str, str] | None]
+
+_IN_MEMORY = (bytes, bytearray, str, list, tuple)
+
+#: `Outcome` made without its Python-level ``__new__`` (the same tuple, about twice as fast):
+#: a success reads its outcome on every request. The field order is checked at import.
+_outcome_of = tuple.__new__
+if Outcome._fields != ("status", "headers", "kind"):  # pragma: no cover - a core change
+    raise ImportError(f"forbear.Outcome's fields changed: {Outcome._fields}")
 
 
-class Attempts:
-    """One logical request's sends (a `forbear.SyncAdapter`): its send options, file offset."""
+def in_memory(body: object) -> bool:
+    """Whether ``body`` can be sent again as it is: none, or bytes/str/a list in memory."""
+    return body is None or isinstance(body, _IN_MEMORY)
 
-    __slots__ = ("inner", "options", "start")
 
-    def __init__(self, inner: BaseAdapter, options: tuple[Any, ...]) -> None:
-        self.inner = inner
-        self.options = options
-        self.start: int | EllipsisType | None = ...  # a file body's offset; ...: not sent yet
+class Sends:
+    """The sends of a request whose body is in memory (a `forbear.SyncAdapter` of `Call`s).
 
-    def send(self, request: PreparedRequest, headers: Mapping[str, str] | None) -> Response:
-        body = request.body
-        if self.start is ...:
-            self.start = _offset(body)
-        elif self.start is not None:
-            body.seek(self.start)  # type: ignore[union-attr]
+    Stateless: one (`SENDS`) serves every request on every thread.
+    """
+
+    __slots__ = ()
+
+    def send(self, call: Call, headers: Mapping[str, str] | None) -> Response:
+        inner, request, stream, timeout, verify, cert, proxies = call
         if headers:
             # On a copy: requests builds a redirect from the caller's request, not this one.
             request = request.copy()
             request.headers.update(headers)
-        return self.inner.send(request, *self.options)
+        return inner.send(request, stream, timeout, verify, cert, proxies)
 
     @staticmethod
     def outcome(response: Response) -> Outcome:
-        return Outcome(response.status_code, response.headers)
+        return _outcome_of(Outcome, (response.status_code, response.headers, None))
 
     failure = staticmethod(error_kind)
 
-    def replayable(self, request: PreparedRequest) -> bool:
-        body = request.body
-        return self.start is not None or body is None or isinstance(body, _IN_MEMORY)
+    def replayable(self, call: Call) -> bool:
+        return True  # only in-memory bodies come here (`in_memory`)
 
     @staticmethod
     def release(response: Response) -> None:
@@ -63,7 +79,27 @@ class Attempts:
             response.close()
 
 
-_IN_MEMORY = (bytes, bytearray, str, list, tuple)
+SENDS = Sends()
+
+
+class Attempts(Sends):
+    """The sends of one request with a file or stream body: where a file body started."""
+
+    __slots__ = ("start",)
+
+    def __init__(self) -> None:
+        self.start: int | EllipsisType | None = ...  # a file body's offset; ...: not sent yet
+
+    def send(self, call: Call, headers: Mapping[str, str] | None) -> Response:
+        body = call[1].body
+        if self.start is ...:
+            self.start = _offset(body)
+        elif self.start is not None:
+            body.seek(self.start)  # type: ignore[union-attr]
+        return Sends.send(self, call, headers)
+
+    def replayable(self, call: Call) -> bool:
+        return self.start is not None or in_memory(call[1].body)
 
 
 def _offset(body: Any) -> int | None:
