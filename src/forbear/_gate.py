@@ -69,6 +69,9 @@ __all__ = ["HostGate", "origin_of"]
 _NEVER = float("-inf")
 #: An announced partition not heard from for this long no longer sets the pace.
 _PARTITION_STALE = 10.0
+#: A lower bound of a refilling quota's rate (see `AnnouncedRate.bound`) holds this long: the
+#: highest heard within it paces (a nearly full bucket says little about its rate).
+_BOUND_FRESH = 5.0
 #: The slowest pace the gate keeps, in sends per second.
 _SLOWEST = 0.01
 #: A slow start that doubled this often without a 429 ends: the origin is free from then on.
@@ -160,6 +163,10 @@ class HostGate:
     back to the free path; ``remember`` how long a rate learned from 429s is kept after that,
     so a later crawl of the same key starts at it. ``crowd``, ``start_rate``,
     ``double_every`` and ``learn_for`` shape the slow start a crowd meets at a new origin.
+
+    Read-only views: `rate` (the pace of a key), `rates`, `paused_until`, `learned` (a rate
+    learned from 429s) and `announced` (the pace a key keeps because its server announced a
+    limit, after ``hold``; None once nothing announced is fresh), which a fleet can share.
     """
 
     def __init__(
@@ -332,6 +339,21 @@ class HostGate:
         if entry is None or entry.paused_until == _NEVER:
             return None
         return entry.paused_until
+
+    def announced(self, key: str, *, now: float | None = None) -> float | None:
+        """The rate ``key`` is paced at because its server announced a limit, in sends per
+        second after ``hold``: the tightest partition heard from lately. None when nothing was
+        announced, the announcement is stale, or only an in-flight limit was announced."""
+        entry = self._origins.get(key)
+        if entry is None or not entry.paced or entry.header_rate in (None, _NO_RATE):
+            return None
+        now = self._clock() if now is None else now
+        fresh = [
+            rate
+            for rate, heard in list((entry.partitions or {}).values())
+            if now - heard < _PARTITION_STALE
+        ]
+        return min(fresh) if fresh else None
 
     def learned(self, key: str, *, now: float | None = None) -> float | None:
         """The rate learned for ``key`` from its 429s and still remembered, or None."""
@@ -627,7 +649,14 @@ class HostGate:
                 partitions = entry.partitions
                 if partitions is None:
                     partitions = entry.partitions = {}
-                partitions[pace.partition] = (max(pace.rate * self._hold, _SLOWEST), now)
+                # A lower bound is below the server's rate already: no hold under it.
+                held = pace.rate if pace.bound else pace.rate * self._hold
+                heard = (max(held, _SLOWEST), now)
+                kept = partitions.get(pace.partition)
+                fresh = kept is not None and now - kept[1] < _BOUND_FRESH
+                if pace.bound and kept is not None and fresh and kept[0] > heard[0]:
+                    heard = kept  # a higher bound heard lately still holds
+                partitions[pace.partition] = heard
                 rate = min(
                     announced
                     for announced, heard in partitions.values()
@@ -649,7 +678,19 @@ class HostGate:
             if entry.rate < _CUT * before or (entry.limit and not 0 < cap <= entry.limit):
                 self._changed(entry, now)
         remaining, reset = limits.remaining, limits.reset
-        if remaining is None or reset is None or reset <= 0.0:
+        if remaining is None:
+            return
+        # What is left, less the sends still in flight (the server has not counted them yet).
+        in_flight = max(entry.reserved - entry.answered, 0)
+        if entry.paced and entry.header_rate is not None and entry.header_rate != _NO_RATE:
+            # The quota refills at the pace: the send after those left waits for its unit.
+            short = in_flight + 1 - remaining
+            if short > 0:
+                entry.next_free = max(entry.next_free, now + short / entry.rate)
+            if remaining == 0 and pace is not None and pace.refilling:
+                entry.budget = -1
+                return  # a spent bucket refilling at a known rate: paced, not paused
+        if reset is None or reset <= 0.0:
             return
         until = now + reset
         if remaining == 0:
@@ -661,8 +702,6 @@ class HostGate:
             return
         if not entry.paced:
             return  # a budget alone paces only an origin paced anyway
-        # What is left, less the sends still in flight (the server has not counted them yet).
-        in_flight = max(entry.reserved - entry.answered, 0)
         entry.budget, entry.budget_until = max(remaining - in_flight, 0), until
 
     def _maybe_pause(self, key: str, entry: _Origin, now: float, decision: Decision) -> None:

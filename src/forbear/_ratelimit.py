@@ -126,6 +126,9 @@ class QuotaState:
     #: True when the server sent the reset as an absolute time (a Unix time, an RFC 3339
     #: timestamp, an HTTP-date): it names when the server expects traffic again.
     dated: bool = False
+    #: The quota the state counts down from (``*-Limit``), when the dialect sends it with the
+    #: state; None otherwise.
+    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,13 @@ class AnnouncedRate(NamedTuple):
     concurrency: int | None
     #: The partition key the rate applies to, or None.
     partition: str | None
+    #: True when ``rate`` is a lower bound of a continuously refilling quota's rate (read from
+    #: its remaining and the time until it is whole again): a server refilling at it refills
+    #: at least that fast, so the highest such bound heard lately still holds.
+    bound: bool = False
+    #: True when the tightest quota refills continuously at ``rate`` (a token bucket): a spent
+    #: quota is a wait for the next unit at that rate, not for its reset.
+    refilling: bool = False
 
 
 # -- numbers, durations and times --------------------------------------------------------
@@ -433,7 +443,7 @@ def _limit_field(value: str) -> tuple[QuotaPolicy, ...]:
 
 # -- reading headers -------------------------------------------------------------------------
 
-_PREFIXES = ("ratelimit", "x-ratelimit")
+_PREFIXES = ("ratelimit", "x-ratelimit", "anthropic-ratelimit-")
 #: The fields of the ``<prefix>limit`` / ``-remaining`` / ``-reset`` dialects, by prefix.
 _TRIPLETS = {
     prefix: frozenset(prefix + suffix for suffix in ("limit", "remaining", "reset", "reset-after"))
@@ -452,7 +462,9 @@ _FIXED = frozenset(
         "x-ratelimit-global",
     }
 )
-_VENDOR = re.compile(r"x-ratelimit-(limit|remaining|reset)-(?!after$)([a-z0-9][a-z0-9_-]*)")
+#: OpenAI: ``x-ratelimit-<field>-<unit>``; Anthropic: ``anthropic-ratelimit-<unit>-<field>``.
+_OPENAI = re.compile(r"x-ratelimit-(limit|remaining|reset)-(?!after$)([a-z0-9][a-z0-9_-]*)")
+_ANTHROPIC = re.compile(r"anthropic-ratelimit-([a-z0-9][a-z0-9_-]*?)-(limit|remaining|reset)")
 
 
 def _scan(headers: Mapping[str, str] | Any) -> tuple[dict[str, str], str | None] | None:
@@ -515,8 +527,16 @@ def _triplet(
         policies = tuple(
             QuotaPolicy(p.name, p.quota, p.window, p.unit, partition) for p in policies
         )
+    quotas = [p.quota for p in policies if p.unit in REQUEST_UNITS]
     state = QuotaState(
-        None, remaining, reset, partition, "requests", source or remaining_name, dated=dated
+        None,
+        remaining,
+        reset,
+        partition,
+        "requests",
+        source or remaining_name,
+        dated=dated,
+        limit=min(quotas) if quotas else None,
     )
     return policies, state, state.source
 
@@ -524,12 +544,18 @@ def _triplet(
 def _vendor(
     fields: dict[str, str], clock: _Clock
 ) -> tuple[list[QuotaPolicy], list[QuotaState], str | None]:
-    """OpenAI's ``x-ratelimit-{limit,remaining,reset}-<unit>`` fields, one state per unit."""
+    """The vendors' refilling quotas, one state per unit: OpenAI's
+    ``x-ratelimit-{limit,remaining,reset}-<unit>`` (resets are durations) and Anthropic's
+    ``anthropic-ratelimit-<unit>-{limit,remaining,reset}`` (resets are RFC 3339 times)."""
     groups: dict[str, dict[str, str]] = {}
     for name in fields:
-        match = _VENDOR.fullmatch(name)
+        match = _OPENAI.fullmatch(name)
         if match is not None:
             groups.setdefault(match[2], {})[match[1]] = name
+            continue
+        match = _ANTHROPIC.fullmatch(name)
+        if match is not None:
+            groups.setdefault(match[1], {})[match[2]] = name
     policies: list[QuotaPolicy] = []
     states: list[QuotaState] = []
     first: str | None = None
@@ -540,18 +566,30 @@ def _vendor(
         found_reset = _reset(fields.get(names.get("reset", "")), clock)
         reset, dated = (None, False) if found_reset is None else found_reset
         if limit is not None:
-            # The reset is the time until the whole quota is back, so the quota refills at
-            # (limit - remaining) / reset per second: the window is limit over that rate.
+            # The reset is the time until the whole quota is back: the quota refills at the
+            # units used over it. ``remaining`` is rounded down (a unit partly back is not
+            # counted), so up to one fewer unit was used than it says: (used - 1) / reset is
+            # a rate the quota refills at least as fast as, and the window is limit over it.
             window = None
             used = limit - remaining if remaining is not None else 0
-            if reset and 0 < used <= limit:
-                window = limit * reset / used
+            if reset and 1 < used <= limit:
+                window = limit * reset / (used - 1)
             policies.append(QuotaPolicy(suffix, limit, window, unit, None))
             first = first or names["limit"]
         if remaining is not None or reset is not None:
             source = names["reset"] if reset is not None else names["remaining"]
             states.append(
-                QuotaState(suffix, remaining, reset, None, unit, source, refills=True, dated=dated)
+                QuotaState(
+                    suffix,
+                    remaining,
+                    reset,
+                    None,
+                    unit,
+                    source,
+                    refills=True,
+                    dated=dated,
+                    limit=limit,
+                )
             )
             first = first or source
     return policies, states, first
@@ -662,18 +700,42 @@ def reset_wait(
 def announced_rate(limits: Limits) -> AnnouncedRate | None:
     """The pace ``limits`` announce, or None when they announce neither a rate nor concurrency.
 
-    The rate is the tightest over the request-unit quotas. A quota whose current state is known
-    (a ``RateLimit`` item of the same name and partition, or an anonymous dialect's
-    remaining/reset) gives ``remaining / reset``: what is left, spent evenly until the reset;
-    a policy without one, or whose reset is now (``t=0``), gives ``quota / window``.
+    The rate is the tightest over the request-unit quotas, read the safe way (never faster
+    than the server said):
+
+    - A policy with a current state (a ``RateLimit`` item of the same name and partition)
+      whose reset is ahead gives ``remaining / reset``: what is left, spent evenly until the
+      reset. Its reset now (``t=0``: the quota is back) gives ``quota / window``, and so does
+      a spent one whose reset is at most a second away while the policy's next unit comes
+      sooner: ``t`` is whole seconds, and ``r=0;t=1`` from a bucket refilling at ``q / w``
+      means "the next unit within a second", not "nothing for a second".
+    - A policy without a state gives ``quota / window``.
+    - A refilling vendor quota (OpenAI, Anthropic) gives its policy's rate (a lower bound,
+      see `QuotaPolicy.window` there).
+    - An anonymous state (``RateLimit-Remaining`` / ``-Reset``, ``X-RateLimit-*``) gives
+      ``remaining / reset``; when its reset is a delay under a second and its limit is known,
+      it is a bucket's time until whole again, and the rate is the lower of that and the
+      bucket's refill, ``(limit - remaining - 1) / reset`` (``remaining`` is rounded down, so
+      up to one unit fewer was used than it says): near a full bucket what is left says
+      nothing about the pace after it is spent.
+
     ``concurrent-requests`` policies give the in-flight limit instead; other units
-    (``content-bytes``, ``tokens``) say nothing about a request rate and are left out. Nothing
-    remaining, or a zero quota, is a wait, not a rate (see `reset_wait`), and gives no rate.
+    (``content-bytes``, ``tokens``) say nothing about a request rate and are left out. A
+    quota with nothing remaining is a wait (see `reset_wait`), not a rate, unless it refills
+    at a known rate: then it paces at that rate and `AnnouncedRate.refilling` is set.
     """
     rate: float | None = None
     partition: str | None = None
     concurrency: int | None = None
+    bound = False
+    spent_refill = spent_wait = False
     paced: set[int] = set()  # states that stood in for their policy's quota / window
+
+    def offer(candidate: float | None, part: str | None, lower: bool) -> None:
+        nonlocal rate, partition, bound
+        if candidate is not None and candidate > 0.0 and (rate is None or candidate < rate):
+            rate, partition, bound = candidate, part, lower
+
     for policy in limits.policies:
         if policy.unit == CONCURRENT_REQUESTS:
             if policy.quota > 0 and (concurrency is None or policy.quota < concurrency):
@@ -681,29 +743,66 @@ def announced_rate(limits: Limits) -> AnnouncedRate | None:
             continue
         if policy.unit not in REQUEST_UNITS:
             continue
-        candidate: float | None = None
+        if policy.window is None or any(s.refills and s.name == policy.name for s in limits.states):
+            continue  # no window, or a vendor's refilling quota: read with the states below
         state = _state_of(limits.states, policy)
         sustained = policy.quota / policy.window if policy.quota > 0 and policy.window else None
-        if state is not None:
-            paced.add(id(state))
-            if state.remaining and state.reset:
-                candidate = state.remaining / state.reset
-            elif state.remaining:
-                candidate = sustained  # the window restarts now
-        else:
-            candidate = sustained
-        if candidate is not None and (rate is None or candidate < rate):
-            rate, partition = candidate, policy.partition
-    for state in limits.states:
-        if id(state) in paced or state.refills or state.unit not in REQUEST_UNITS:
+        if state is None:
+            offer(sustained, policy.partition, False)
             continue
-        if state.remaining and state.reset:
-            candidate = state.remaining / state.reset
-            if rate is None or candidate < rate:
-                rate, partition = candidate, state.partition
+        paced.add(id(state))
+        left, until = state.remaining or 0, state.reset or 0.0
+        if left and until:
+            offer(left / until, policy.partition, False)
+        elif left:
+            offer(sustained, policy.partition, False)  # the quota is back now
+        elif sustained is not None and until <= 1.0 and 1.0 / sustained < until:
+            spent_refill = True
+            offer(sustained, policy.partition, False)
+        else:
+            spent_wait = True
+    for state in limits.states:
+        if id(state) in paced or state.unit not in REQUEST_UNITS:
+            continue
+        remaining, reset = state.remaining, state.reset
+        if state.refills:
+            if remaining == 0:
+                window = _window_of(limits.policies, state)
+                if window is None:
+                    spent_wait = True
+                else:
+                    spent_refill = True
+            for policy in limits.policies:
+                mine = policy.name == state.name and policy.partition == state.partition
+                if mine and policy.quota > 0 and policy.window:
+                    offer(policy.quota / policy.window, state.partition, True)
+            continue
+        if remaining is None or not reset:
+            continue
+        limit = state.limit
+        # Discord's ``Reset-After`` counts down a window; a bare sub-second delay is a bucket's.
+        bucket = not state.dated and not state.source.endswith("-after")
+        if limit is not None and reset < 1.0 and bucket and limit > remaining:
+            refill = (limit - remaining - 1) / reset
+            if remaining == 0:
+                spent_wait = True  # a window may end there: wait for it
+                offer(refill, state.partition, True)
+            else:
+                offer(min(remaining / reset, refill), state.partition, True)
+        elif remaining:
+            offer(remaining / reset, state.partition, False)
+        else:
+            spent_wait = True
     if rate is None and concurrency is None:
         return None
-    return AnnouncedRate(rate, concurrency, partition)
+    return AnnouncedRate(rate, concurrency, partition, bound, spent_refill and not spent_wait)
+
+
+def _window_of(policies: tuple[QuotaPolicy, ...], state: QuotaState) -> float | None:
+    for policy in policies:
+        if policy.name == state.name and policy.partition == state.partition:
+            return policy.window
+    return None
 
 
 def _state_of(states: tuple[QuotaState, ...], policy: QuotaPolicy) -> QuotaState | None:

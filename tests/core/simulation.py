@@ -19,6 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
+from forbear_testing._limits import TokenBucket as _FaultTokenBucket
+from forbear_testing._limits import bucket_headers, retry_after_seconds
+
 from forbear import HostGate, Outcome, Policy, Retrier, RetryBudget
 from forbear.flow import Replayable, Send, Sleep
 
@@ -91,6 +94,38 @@ class TokenBucket(Limiter):
         self._refill(now)
         # The rate over one second; the reset is when the bucket is full again.
         return (round(self.rate), 1, int(self.tokens), (self.burst - self.tokens) / self.rate)
+
+
+@dataclass
+class FaultBucket(Limiter):
+    """The fault server's token bucket (`forbear_testing`), announced as that server does.
+
+    ``rate`` tokens a second, ``1 + burst`` at most; every answer carries
+    `forbear_testing._limits.bucket_headers` in ``dialect`` (``ietf``, ``draft``, ``x``,
+    ``openai``) and a whole-second ``Date`` (as uvicorn's), and a 429 the server's
+    ``Retry-After``: the seconds until a token, rounded up. What a real-server crawl meets,
+    on the virtual clock.
+    """
+
+    rate: float
+    burst: int
+    dialect: str
+    bucket: _FaultTokenBucket = field(init=False)
+    #: The seconds until a token, as the last refused request was told.
+    wait: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.bucket = _FaultTokenBucket(self.rate, self.burst, now=0.0)
+
+    def admit(self, now: float) -> bool:
+        self.wait = self.bucket.take(now)
+        return self.wait == 0.0
+
+    def headers(self, clock: VirtualClock) -> dict[str, str]:
+        """The bucket's state now in its dialect, with the server's ``Date``."""
+        headers = dict(bucket_headers(self.dialect, self.bucket, now=clock.now, wall=clock.wall()))
+        headers["Date"] = formatdate(math.floor(clock.wall()), usegmt=True)
+        return headers
 
 
 @dataclass
@@ -220,14 +255,19 @@ class Server:
         now = self.clock.now
         self.arrivals += 1
         admitted = self.limiter.admit(now)
-        headers = (
-            {} if self.dialect is None else announcement(self.dialect, self.limiter, self.clock)
-        )
+        retry_after = self.retry_after
+        if isinstance(self.limiter, FaultBucket):
+            headers = self.limiter.headers(self.clock)
+            retry_after = str(retry_after_seconds(self.limiter.wait))
+        elif self.dialect is None:
+            headers = {}
+        else:
+            headers = announcement(self.dialect, self.limiter, self.clock)
         self.log.append((now, 200 if admitted else 429))
         if admitted:
             return 200, headers
         self.rejected += 1
-        return 429, {"Retry-After": self.retry_after, **self.limit_headers, **headers}
+        return 429, {"Retry-After": retry_after, **self.limit_headers, **headers}
 
     def rejected_after(self, moment: float) -> int:
         """429s answered after ``moment``."""
@@ -248,6 +288,9 @@ class CrawlResult:
     server: Server | None = None
     #: The most requests in flight at once, at the server.
     most_in_flight: int = 0
+    #: 429s to sends made after the crawl read its first answer (what no announcement read
+    #: could have prevented comes before).
+    late_429s: int = 0
 
     @property
     def ratio(self) -> float:
@@ -327,12 +370,15 @@ def crawl(
     pending = iter(range(requests))
     succeeded = lost = early = flying = most = 0
     started = clock.now
+    first_answer = math.inf
+    #: (sent at, status) of every send.
+    sends: list[tuple[float, int]] = []
 
     def schedule(at: float, step: Iterator[float]) -> None:
         heapq.heappush(events, (at, next(order), step))
 
     def worker() -> Iterator[float]:  # one per client: yields the time to resume at
-        nonlocal succeeded, lost, early, flying, most
+        nonlocal succeeded, lost, early, flying, most, first_answer
         for _ in pending:
             not_before = clock.now
             value: object = None
@@ -347,10 +393,12 @@ def crawl(
                 most = max(most, flying)
                 yield clock.now + there
                 flying -= 1
+                sends.append((started, status))
+                first_answer = min(first_answer, clock.now)
                 if status == 200:
                     limiter.depart(clock.now)
                 else:
-                    not_before = clock.now + float(server.retry_after)
+                    not_before = clock.now + float(headers["Retry-After"])
                 sent = ((status, headers), None, Outcome.response(status, headers))
                 flow = retrier.flow(
                     "GET", url, {}, origin="http://limited.test", sent=sent, started=started
@@ -371,6 +419,7 @@ def crawl(
                 elif isinstance(effect, Send):
                     if clock.now < not_before - 1e-9:
                         early += 1
+                    sent_at = clock.now
                     there = latency * (0.5 + rng.random()) / 2
                     yield clock.now + there
                     status, headers = server.handle()
@@ -378,10 +427,12 @@ def crawl(
                     most = max(most, flying)
                     yield clock.now + there
                     flying -= 1
+                    sends.append((sent_at, status))
+                    first_answer = min(first_answer, clock.now)
                     if status == 200:
                         limiter.depart(clock.now)
                     if status == 429:
-                        not_before = clock.now + float(server.retry_after)
+                        not_before = clock.now + float(headers["Retry-After"])
                     value = ((status, headers), None, Outcome.response(status, headers))
             if response[0] == 200:
                 succeeded += 1
@@ -409,6 +460,7 @@ def crawl(
         gate,
         server,
         most,
+        sum(1 for at, status in sends if status == 429 and at > first_answer),
     )
 
 

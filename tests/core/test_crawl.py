@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from simulation import (
+    FaultBucket,
     FixedWindow,
     InFlight,
     TokenBucket,
@@ -38,6 +39,28 @@ def test_an_announced_bucket_meets_no_429_after_the_first_response(
     assert result.lost == 0, result
     assert rejected_after_first_response(result, latency) == 0, result
     assert result.ratio <= 1.05, result
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("latency", [0.001, 0.02])
+@pytest.mark.parametrize("dialect", ["ietf", "draft", "openai"])
+def test_the_fault_servers_bucket_is_paced_from_what_it_announces(
+    dialect: str, latency: float, seed: int
+) -> None:
+    """The fault server's bucket (200/s, burst 10) as it announces itself (whole-second ``t``
+    after ``r=0``; a reset to the millisecond near a full bucket; a refill the reset rounds
+    up): 1,000 requests at concurrency 50 meet at most one 429 once the first answer is read
+    (0-1 measured), within 12 % of the ideal (1.01-1.10x measured)."""
+    result = crawl(
+        requests=1000,
+        rate=200,
+        limiter=FaultBucket(200, 10, dialect),
+        latency=latency,
+        seed=seed,
+    )
+    assert result.lost == 0, result
+    assert result.late_429s <= 1, result
+    assert result.ratio <= 1.12, result
 
 
 @pytest.mark.parametrize("dialect", ["ietf", "draft", "x", "github", "discord"])

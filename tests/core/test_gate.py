@@ -391,6 +391,25 @@ def test_announced_limits_pace_before_any_429() -> None:
     assert reservations(gate, 4, now=0.0) == pytest.approx([0.0, 1 / 9.5, 2 / 9.5, 3 / 9.5])
 
 
+def test_announced_is_the_announced_pace_while_fresh() -> None:
+    """`HostGate.announced`: the pace an announcement set (after the hold), the tightest
+    partition heard lately; None before, once stale, and for a rate learned from 429s."""
+    gate, _ = gate_at()
+    assert gate.announced(ORIGIN) is None
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"p";q=10;w=1;pk=a'}, now=0.0)
+    gate.observe(ORIGIN, success(), {"RateLimit-Policy": '"p";q=100;w=1;pk=b'}, now=0.0)
+    assert gate.announced(ORIGIN, now=1.0) == pytest.approx(9.5)
+    assert gate.announced(ORIGIN, now=30.0) is None  # nothing heard for 30 s
+    learnt, _ = gate_at()
+    now = successes(learnt, 0.0, 0.5, per_second=200)
+    learnt.observe(ORIGIN, refused(), {}, now=now)
+    assert learnt.rate(ORIGIN) is not None
+    assert learnt.announced(ORIGIN, now=now) is None
+    only = {"RateLimit-Policy": '"inflight";q=2;qu="concurrent-requests"'}
+    gate.observe("http://other.test", success(), only, now=0.0)
+    assert gate.announced("http://other.test", now=0.0) is None
+
+
 def test_headers_are_read_once_a_second_on_the_happy_path() -> None:
     """An unpaced origin's headers are read on its first response, then once a second."""
     gate, _ = gate_at(learn_for=0.0)

@@ -241,7 +241,7 @@ def test_github_reset_is_epoch_seconds_against_the_date_header() -> None:
     # The client's clock is years off: the Date header cancels the skew.
     found = limits(headers, wall=WALL)
     assert found.states == (
-        QuotaState(None, 0, 1247.0, "core", "requests", "x-ratelimit-reset", dated=True),
+        QuotaState(None, 0, 1247.0, "core", "requests", "x-ratelimit-reset", dated=True, limit=60),
     )
     assert found.dated
     assert found.policies == (QuotaPolicy(None, 60, None, "requests", "core"),)
@@ -280,7 +280,7 @@ def test_discord_reset_after_wins_over_the_epoch() -> None:
     }
     found = limits(headers)
     assert found.states == (
-        QuotaState(None, 0, 64.57, "abcd1234", "requests", "x-ratelimit-reset-after"),
+        QuotaState(None, 0, 64.57, "abcd1234", "requests", "x-ratelimit-reset-after", limit=5),
     )
     assert reset_wait(headers, status=429) == (64.57, "x-ratelimit-reset-after")
 
@@ -310,7 +310,8 @@ OPENAI = {
 
 
 def test_openai_documented_headers() -> None:
-    """One state per unit; the request quota refills at (limit - remaining) / reset."""
+    """One state per unit. The documented example (59 of 60 left, whole in 1 s) may have used
+    anything from just over none to one request: it names no refill rate."""
     found = limits(OPENAI)
     assert [(s.name, s.remaining, s.reset, s.unit, s.source) for s in found.states] == [
         ("requests", 59, 1.0, "requests", "x-ratelimit-reset-requests"),
@@ -320,9 +321,35 @@ def test_openai_documented_headers() -> None:
     assert (requests_policy.name, requests_policy.quota, requests_policy.window) == (
         "requests",
         60,
-        60.0,
+        None,
     )
-    assert announced_rate(found) == AnnouncedRate(1.0, None, None)
+    assert announced_rate(found) is None
+
+
+@pytest.mark.parametrize(
+    ("remaining", "reset", "rate"),
+    [
+        # 10 used, whole again in 10 s: more than 9 were used, so >= 0.9/s (1.0/s at most).
+        ("50", "10s", 0.9),
+        # A bucket of 11 at 200/s, empty (0.4 of a unit back): whole in 53 ms; the refill is
+        # 10.6 / 0.053 = 200/s, read as 10 / 0.053 = 189/s, never above it.
+        ("0", "53ms", 10 / 0.053),
+    ],
+)
+def test_openai_refill_is_a_lower_bound(remaining: str, reset: str, rate: float) -> None:
+    """(used - 1) / reset: ``remaining`` is rounded down, so the rate is never overstated."""
+    limit = "60" if remaining == "50" else "11"
+    found = limits(
+        {
+            "x-ratelimit-limit-requests": limit,
+            "x-ratelimit-remaining-requests": remaining,
+            "x-ratelimit-reset-requests": reset,
+        }
+    )
+    pace = announced_rate(found)
+    assert pace is not None and pace.rate == pytest.approx(rate)
+    assert pace.bound
+    assert pace.refilling is (remaining == "0")
 
 
 def test_openai_exhausted_requests_wait_for_their_reset() -> None:
@@ -569,6 +596,11 @@ NAMES = [
     "x-ratelimit-remaining-requests",
     "x-ratelimit-reset-requests",
     "x-ratelimit-reset-tokens",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-output-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-reset",
     "Date",
 ]
 VALUES = st.one_of(
@@ -622,3 +654,105 @@ def test_parse_reset_never_raises(value: str, date: str, wall: float) -> None:
     """`parse_reset` gives None or a clamped, non-negative number for any input."""
     result = parse_reset(value, date=date, wall=wall)
     assert result is None or 0.0 <= result <= MAX_RESET
+
+
+# -- fast buckets: what each dialect says and what it cannot ---------------------------------
+
+
+def test_ietf_spent_bucket_with_a_fast_policy_refills_rather_than_waits() -> None:
+    """``r=0;t=1`` under a 200/s policy: ``t`` is whole seconds, so the next unit is within a
+    second, and at 200/s it comes in 5 ms: paced at the policy, not paused for a second."""
+    found = limits({"RateLimit-Policy": '"b";q=200;w=1', "RateLimit": '"b";r=0;t=1'})
+    assert announced_rate(found) == AnnouncedRate(200.0, None, None, False, True)
+    # A spent quota whose reset is further than a second, or slower than its next unit: a wait.
+    slow = limits({"RateLimit-Policy": '"b";q=1;w=2', "RateLimit": '"b";r=0;t=1'})
+    assert announced_rate(slow) is None
+    far = limits({"RateLimit-Policy": '"b";q=200;w=1', "RateLimit": '"b";r=0;t=2'})
+    assert announced_rate(far) is None
+
+
+def test_ietf_remaining_with_the_quota_back_now_paces_at_the_policy() -> None:
+    """``r=3;t=0``: the quota refills now; the policy is the pace, ``r`` the level."""
+    found = limits({"RateLimit-Policy": '"b";q=200;w=1', "RateLimit": '"b";r=3;t=0'})
+    assert found.remaining == 3
+    assert announced_rate(found) == AnnouncedRate(200.0, None, None)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "reset", "rate"),
+    [
+        ("10", "0.005", None),  # nearly full: 10 left say nothing about the pace after them
+        ("5", "0.028", 5 / 0.028),  # half full: the refill bound and 5 / 0.028 agree
+        ("2", "0.043", 2 / 0.043),  # low: what is left over the reset is the lower
+        ("0", "0.053", 10 / 0.053),  # spent: the bucket refills at least (11 - 1) / 0.053
+    ],
+)
+def test_draft_sub_second_reset_is_read_as_a_bucket(
+    remaining: str, reset: str, rate: float | None
+) -> None:
+    """``RateLimit-Limit: 11`` with a reset under a second (a bucket of 11 at 200/s whole again
+    in it): the rate is the lower of ``remaining / reset`` and ``(limit - remaining - 1) /
+    reset``, never the 2,000/s that 10 left in 5 ms would say."""
+    found = limits(
+        {"RateLimit-Limit": "11", "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
+    )
+    pace = announced_rate(found)
+    if rate is None:
+        assert pace is None
+    else:
+        assert pace is not None and pace.rate == pytest.approx(rate) and pace.bound
+        assert pace.rate <= 200.0
+        assert not pace.refilling  # a spent one may be a window ending: waited for
+
+
+#: Anthropic's documented response headers (RFC 3339 resets; requests and three token units).
+ANTHROPIC = {
+    "Date": "Sat, 25 Oct 2025 12:00:00 GMT",
+    "anthropic-ratelimit-requests-limit": "50",
+    "anthropic-ratelimit-requests-remaining": "49",
+    "anthropic-ratelimit-requests-reset": "2025-10-25T12:00:01Z",
+    "anthropic-ratelimit-tokens-limit": "50000",
+    "anthropic-ratelimit-tokens-remaining": "49500",
+    "anthropic-ratelimit-tokens-reset": "2025-10-25T12:01:00Z",
+    "anthropic-ratelimit-input-tokens-limit": "40000",
+    "anthropic-ratelimit-input-tokens-remaining": "39600",
+    "anthropic-ratelimit-input-tokens-reset": "2025-10-25T12:00:36Z",
+    "anthropic-ratelimit-output-tokens-limit": "8000",
+    "anthropic-ratelimit-output-tokens-remaining": "0",
+    "anthropic-ratelimit-output-tokens-reset": "2025-10-25T12:00:45.5Z",
+}
+
+
+def test_anthropic_documented_headers() -> None:
+    """One refilling state per unit; the resets are RFC 3339 times against ``Date``; only
+    ``requests`` is a request rate, the token units bind as waits."""
+    found = limits(ANTHROPIC)
+    assert [(s.name, s.remaining, s.reset, s.unit, s.dated) for s in found.states] == [
+        ("requests", 49, 1.0, "requests", True),
+        ("tokens", 49500, 60.0, "tokens", True),
+        ("input-tokens", 39600, 36.0, "input-tokens", True),
+        ("output-tokens", 0, 45.5, "output-tokens", True),
+    ]
+    assert all(s.refills for s in found.states)
+    # Spent output tokens bind: the wait is their reset, named by its header.
+    assert reset_wait(ANTHROPIC, status=429) == (45.5, "anthropic-ratelimit-output-tokens-reset")
+    # One request used of 50 says no rate; tokens are no request rate at all.
+    assert announced_rate(found) is None
+    used = {**ANTHROPIC, "anthropic-ratelimit-requests-remaining": "40"}
+    pace = announced_rate(limits(used))
+    assert pace is not None and pace.rate == pytest.approx(9 / 1.0)
+
+
+def test_anthropic_requests_spent_wait_for_their_reset() -> None:
+    """No requests left and no ``Retry-After``: the wait is the requests' reset."""
+    headers = {
+        "Date": ANTHROPIC["Date"],
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2025-10-25T12:00:02+00:00",
+    }
+    assert reset_wait(headers, status=429) == (2.0, "anthropic-ratelimit-requests-reset")
+    assert reset_wait({**headers, "garbage": "x"}, status=200) == (
+        2.0,
+        "anthropic-ratelimit-requests-reset",
+    )
