@@ -86,6 +86,11 @@ _CUT = 0.9
 _TRUSTED_RUN = 40
 _TRUSTED_SPAN = 0.1
 _TRUSTED_FEWEST = 3.0
+#: A 429 this many seconds or fewer after the last one may continue its run (see `_resumed`):
+#: the refused sends come back after their ``Retry-After`` (a pause is longer than this).
+_RUN_GAP = 5.5
+#: A run of 429s measures the server's rate over at most its last this many seconds.
+_RUN_WINDOW = 0.5
 
 
 def origin_of(url: str) -> str:
@@ -115,6 +120,10 @@ class _Origin:
     episode_start: float = 0.0
     episode_successes: int = 0
     last_429: float = float("-inf")
+    #: Successes since the last 429 (while paced).
+    quiet_successes: int = 0
+    #: When the successes of the last `_RUN_WINDOW` seconds were answered (while paced).
+    recent: deque[float] | None = None
     last_delayed: float = float("-inf")
     header_rate: float | None = None
     #: The hold rate came from the server's behaviour, not from the first guess.
@@ -503,7 +512,17 @@ class HostGate:
         self._roll_window(entry, now)
         entry.window_successes += 1
         entry.episode_successes += 1
+        entry.quiet_successes += 1
         entry.answered += 1
+        if entry.paced:
+            # When the answer came (a success's ``now`` may be when its request started).
+            answered = max(now, self._clock())
+            recent = entry.recent
+            if recent is None:
+                recent = entry.recent = deque()
+            recent.append(answered)
+            while recent[0] < answered - _RUN_WINDOW:
+                recent.popleft()
         if entry.learning:
             self._landed_new(entry, now)
         if entry.flying:
@@ -561,7 +580,7 @@ class HostGate:
             # A first guess from recent successes; the first run of 429s corrects it quickly.
             guess = max(self._first_guess(entry, now) * 0.5, 1.0)
             self._start(key, entry, now, guess, measured=False)
-        elif now - entry.last_429 > 0.5:
+        elif now - entry.last_429 > 0.5 and not self._resumed(entry, now):
             # The first 429 after a calm spell: the rate we were probing at just crossed the
             # server's. Hold just under it.
             entry.hold_rate = max(entry.rate * self._hold, _SLOWEST)
@@ -569,14 +588,18 @@ class HostGate:
             entry.measured = True
             entry.episode_start, entry.episode_successes = now, 0
         elif now - entry.episode_start >= 0.05 and entry.episode_successes > 0:
-            # Inside a run of 429s the limiter is empty: what got through is its rate.
-            measured = entry.episode_successes / (now - entry.episode_start)
+            # Inside a run of 429s the limiter is empty: what got through is its rate,
+            # counted over the run's last `_RUN_WINDOW` seconds (a run that began before the
+            # server's limit dropped would otherwise average the old rate in for long).
+            since = max(entry.episode_start, now - _RUN_WINDOW)
+            counted = sum(1 for at in entry.recent or () if at >= since)
+            measured = counted / (now - since)
             held = max(measured * self._hold, _SLOWEST)
             if held < entry.rate:
                 # Answers arrive with jitter: a short run is trusted in part, a cut grows
                 # with the successes it counted (slots void at a cut keep a run short).
                 needed = min(max(entry.rate * _TRUSTED_SPAN, _TRUSTED_FEWEST), _TRUSTED_RUN)
-                trust = min(entry.episode_successes / needed, 1.0)
+                trust = min(counted / needed, 1.0)
                 held = entry.rate - trust * (entry.rate - held)
             entry.hold_rate = held
             entry.rate = min(entry.rate, held)
@@ -584,10 +607,21 @@ class HostGate:
         if entry.rate < _CUT * before:
             self._changed(entry, now)
         entry.last_429 = now
+        entry.quiet_successes = 0
         entry.idle_probe = 0.0
         entry.kept_until = _NEVER
         if headers:
             self._announced(key, entry, now, headers)
+
+    def _resumed(self, entry: _Origin, now: float) -> bool:
+        """Whether a 429 after a quiet spell continues the run of 429s before it: the spell
+        was the refused sends waiting out their ``Retry-After`` (little got through at the
+        pace), not the pace holding. Refused again as soon as they came back, the pace is
+        still too fast: the run goes on measuring instead of holding just under it."""
+        if entry.paused_until > entry.last_429:
+            return False  # a pause came between: what the spell taught is not a rate
+        gap = now - entry.last_429
+        return gap < _RUN_GAP and entry.quiet_successes < 0.5 * entry.rate * gap
 
     def _probe(self, entry: _Origin, now: float) -> None:
         if entry.header_rate is not None:

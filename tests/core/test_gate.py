@@ -254,15 +254,41 @@ def test_unmeasured_first_guess_doubles_until_the_server_objects() -> None:
 
 
 def test_calm_crossing_holds_just_under_the_rate_that_crossed() -> None:
-    """The first 429 after calm marks the probe's rate as too high: hold at 0.95 of it."""
+    """The first 429 after calm (a second of successes at the pace) marks the probe's rate as
+    too high: hold at 0.95 of it."""
     gate, _ = gate_at()
     now = successes(gate, 0.0, 0.5, per_second=200)
     gate.observe(ORIGIN, refused(), {}, now=now)
     gate.delay(ORIGIN, now=now + 1.0)
     crossed = gate.rate(ORIGIN)
     assert crossed is not None
-    gate.observe(ORIGIN, refused(), {}, now=now + 1.0)
+    now = successes(gate, now + 0.01, now + 1.0, per_second=crossed)
+    gate.observe(ORIGIN, refused(), {}, now=now)
     assert gate.rate(ORIGIN) == pytest.approx(0.95 * crossed)
+
+
+def test_refused_again_after_their_retry_after_the_run_goes_on() -> None:
+    """Sends refused together come back after their Retry-After and are refused again, with
+    little getting through between: the run of 429s goes on and measures the server's rate
+    (here 3 successes in its last half second, trusted in part), instead of holding
+    just under the pace as after a calm spell (which, wave after wave, cut 5 % a second)."""
+    gate, _ = gate_at()
+    now = successes(gate, 0.0, 0.5, per_second=200)
+    gate.observe(ORIGIN, refused(), {}, now=now)  # a first guess: paced from here
+    gate.delay(ORIGIN, now=now + 0.01)
+    probed = gate.rate(ORIGIN)
+    assert probed is not None
+    start = now = successes(gate, now + 0.01, now + 1.0, per_second=probed)
+    for _ in range(8):  # the crowd meets the limit: a run of 429s begins
+        gate.observe(ORIGIN, refused(), {}, now=now)
+    held = gate.rate(ORIGIN)
+    assert held == pytest.approx(0.95 * probed)
+    for moment in (1.0, 1.02, 1.04):  # back after Retry-After: 1; three get through
+        gate.observe(ORIGIN, success(), {}, now=start + moment)
+    gate.observe(ORIGIN, refused(), {}, now=start + 1.05)
+    measured = 0.95 * 3 / 0.5  # over the run's last half second
+    trust = 3 / (0.1 * held)  # a tenth of a second's worth at the pace is trusted in full
+    assert gate.rate(ORIGIN) == pytest.approx(held - trust * (held - measured))
 
 
 @pytest.mark.parametrize("burst", [1, 2, 4])
