@@ -8,7 +8,8 @@
    ``middlewares=[RetryMiddleware()]`` against a minimal uvicorn app on 127.0.0.1 (in a
    subprocess, so the server does not share the client's GIL): sequential, and 32 concurrent
    requests. Bare and forbear sessions alternate round by round; the table gives medians and
-   the spread (interquartile range) of the per-round slowdown.
+   the spread (interquartile range) of the per-round slowdown. A session with a no-op
+   middleware runs in the same rounds: the floor any middleware costs.
 
 Run ``python -m benchmarks.bench_aiohttp`` from the repository root (``--smoke`` for a tiny run
 that only checks numbers come out, ``--json PATH`` to keep the figures).
@@ -23,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-from aiohttp import ClientRequest, ClientResponse
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from forbear_aiohttp import RetryMiddleware
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -134,31 +135,48 @@ def _compare(name: str, bare: list[float], ours: list[float]) -> Row:
     )
 
 
-def end_to_end(rounds: int, n: int) -> list[Row]:
-    """Requests per second, bare session vs `RetryMiddleware`, alternating round by round."""
+async def _no_op(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    """A client middleware that only calls the handler: the floor any middleware costs."""
+    return await handler(request)
 
-    async def run(url: str, concurrency: int) -> tuple[list[float], list[float]]:
+
+def end_to_end(rounds: int, n: int) -> list[Row]:
+    """Requests per second, bare session vs `RetryMiddleware`, alternating round by round.
+
+    A session with a no-op middleware runs in the same rounds: what aiohttp's middleware
+    machinery costs by itself, the floor no middleware can beat.
+    """
+
+    async def run(url: str, concurrency: int) -> dict[str, list[float]]:
         async with (
             aiohttp.ClientSession() as bare,
+            aiohttp.ClientSession(middlewares=[_no_op]) as floor,
             aiohttp.ClientSession(middlewares=[RetryMiddleware(**forbear_scope())]) as ours,
         ):
-            await _rate(bare, url, n // 4, concurrency)
-            await _rate(ours, url, n // 4, concurrency)
-            bare_rates: list[float] = []
-            our_rates: list[float] = []
+            sessions = {"bare": bare, "floor": floor, "ours": ours}
+            for session in sessions.values():
+                await _rate(session, url, n // 4, concurrency)
+            rates: dict[str, list[float]] = {name: [] for name in sessions}
+            names = list(sessions)
             for index in range(rounds):
-                # Alternate who goes first, so a drift in machine load favours neither.
-                for session in (bare, ours) if index % 2 == 0 else (ours, bare):
-                    rate = await _rate(session, url, n, concurrency)
-                    (bare_rates if session is bare else our_rates).append(rate)
-            return bare_rates, our_rates
+                # Rotate who goes first, so a drift in machine load favours none.
+                shift = index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    rates[name].append(await _rate(sessions[name], url, n, concurrency))
+            return rates
 
+    rows = []
     with _server() as base:
         url = base + _URL_PATH
-        return [
-            _compare("loopback, sequential", *asyncio.run(run(url, 1))),
-            _compare("loopback, 32 concurrent", *asyncio.run(run(url, 32))),
-        ]
+        for mode, concurrency in (("sequential", 1), ("32 concurrent", 32)):
+            rates = asyncio.run(run(url, concurrency))
+            rows.append(_compare(f"loopback, {mode}", rates["bare"], rates["ours"]))
+            rows.append(
+                _compare(
+                    f"loopback, {mode}: no-op middleware (floor)", rates["bare"], rates["floor"]
+                )
+            )
+    return rows
 
 
 # -- report ----------------------------------------------------------------------------------
