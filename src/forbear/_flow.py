@@ -228,8 +228,12 @@ class Retrier:
         if key is None:
             flow = self._flow(method, url, headers, origin, override, where)
         else:
-            # The common case, unwrapped: one send, and on success nothing else to do.
-            started = self._first(key)
+            # The common case, unwrapped: one send, and on success nothing else to do
+            # (`_first` and `_succeeded` written out: no call a success does not need).
+            started = self.clock()
+            budget = self.budget
+            if budget is not None:
+                budget.deposit(key, now=started)
             try:
                 response = adapter.send(request, None)
             except Exception as exc:
@@ -239,7 +243,11 @@ class Retrier:
                 outcome = adapter.outcome(response)
                 status = outcome.status
                 if status is not None and status < 400:
-                    self._succeeded(key, outcome, method, url, started)
+                    gate = self.gate
+                    if gate is not None:
+                        gate.succeeded(key, outcome.headers, started)
+                    if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+                        self._succeeded(key, outcome, method, url, started, counted=True)
                     return response
                 sent = (response, None, outcome)
             flow = self._flow(method, url, headers, origin, override, where, (key, started, sent))
@@ -294,7 +302,10 @@ class Retrier:
         if key is None:
             flow = self._flow(method, url, headers, origin, override, where)
         else:
-            started = self._first(key)
+            started = self.clock()
+            budget = self.budget
+            if budget is not None:
+                budget.deposit(key, now=started)
             try:
                 response = await adapter.send(request, None)
             except Exception as exc:
@@ -304,7 +315,11 @@ class Retrier:
                 outcome = adapter.outcome(response)
                 status = outcome.status
                 if status is not None and status < 400:
-                    self._succeeded(key, outcome, method, url, started)
+                    gate = self.gate
+                    if gate is not None:
+                        gate.succeeded(key, outcome.headers, started)
+                    if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+                        self._succeeded(key, outcome, method, url, started, counted=True)
                     return response
                 sent = (response, None, outcome)
             flow = self._flow(method, url, headers, origin, override, where, (key, started, sent))
@@ -588,9 +603,7 @@ class Retrier:
         if token is not None and origin in token.origins:
             return None
         key = origin if self._key is None else self._key(str(url))
-        if not self._gate_free(key):
-            return None
-        return key
+        return key if self._gate_free(key) else None
 
     def _request_key(self, url: object, origin: str) -> str:
         """The gate's key for a request to ``url``, whose origin is ``origin``."""
@@ -617,12 +630,14 @@ class Retrier:
         request_id: str | None = None,
         held: float = 0.0,
         hook: EventHook | None = None,
+        counted: bool = False,
     ) -> Event | None:
-        """A first attempt succeeded: the gate counts it; an event if anyone listens.
+        """A first attempt succeeded: the gate counts it (unless ``counted`` already); an event
+        if anyone listens.
 
         The event emitted, or None when nobody listens (`_success_event` makes it on demand).
         """
-        if self.gate is not None:
+        if self.gate is not None and not counted:
             self.gate.succeeded(key, outcome.headers, now)
         if self.on_event is not None or hook is not None or _Hub.hooks or logger.isEnabledFor(10):
             decision = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, outcome.status)

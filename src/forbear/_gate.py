@@ -284,16 +284,19 @@ class HostGate:
     ) -> None:
         """Learn from a success to ``key`` at monotonic ``now`` (the happy path: no lock)."""
         entry = self._origins.get(key)
-        if (
-            entry is not None
-            and not entry.paced
-            and not entry.learning
-            and now - entry.window_start < 1.0
-        ):
-            entry.window_successes += 1
-            return
-        # Once a second (or while paced), roll the window, read the headers and keep the origin
-        # alive, locked.
+        if entry is not None and not entry.paced and now - entry.window_start < 1.0:
+            if not entry.learning:
+                entry.window_successes += 1
+                return
+            if entry.window_successes and now < entry.learn_until:
+                # New, and this second's headers read already: one fewer in flight (not
+                # locked, like the count up in `free`).
+                entry.window_successes += 1
+                if entry.in_flight > 0:
+                    entry.in_flight -= 1
+                return
+        # Once a second (or while paced, or when a new origin's learning ends), roll the
+        # window, read the headers and keep the origin alive, locked.
         with self._lock:
             if entry is None:
                 entry = self._new(key, now)
