@@ -19,9 +19,11 @@ Two mechanisms, both idle until an origin limits:
     for the key (kept `remember` seconds after pacing ends), else at what the origin accepted
     lately, and doubles it on a short schedule until the server objects. While the client keeps
     a token-bucket limiter empty, the successes between 429s divided by the time between them
-    is the server's rate; the pacer holds at `hold` of it, then probes upward: flat for a
-    second, then faster and faster (each late 429 costs its request a full Retry-After, so a
-    probe is a plateau, not a sawtooth).
+    is the server's rate (counted over the run's last half second); sends refused together
+    that come back from their ``Retry-After`` and are refused again continue the run (each
+    such step at most halves the pace). The pacer holds at `hold` of it, then probes upward:
+    flat for a second, then faster and faster (each late 429 costs its request a full
+    Retry-After, so a probe is a plateau, not a sawtooth).
 - Pause. A wait that carries real information (a 503 naming one, an absolute time, or a long
   wait from a fixed-window limit) holds every send to the origin until it passes. A short
   ``Retry-After: 1`` from a fast-refilling bucket does not stop the whole pipe.
@@ -604,6 +606,10 @@ class HostGate:
                 needed = min(max(entry.rate * _TRUSTED_SPAN, _TRUSTED_FEWEST), _TRUSTED_RUN)
                 trust = min(counted / needed, 1.0)
                 held = entry.rate - trust * (entry.rate - held)
+                if now - entry.last_429 > 0.5:
+                    # A run going on after its sends slept (`_resumed`): the window may hold
+                    # time nobody sent in, so one such step at most halves the pace.
+                    held = max(held, entry.rate * 0.5)
             entry.hold_rate = held
             entry.rate = min(entry.rate, held)
             entry.measured = True
@@ -621,8 +627,10 @@ class HostGate:
         was the refused sends waiting out their ``Retry-After`` (little got through at the
         pace), not the pace holding. Refused again as soon as they came back, the pace is
         still too fast: the run goes on measuring instead of holding just under it."""
-        if entry.paused_until > entry.last_429:
-            return False  # a pause came between: what the spell taught is not a rate
+        if not entry.measured or entry.paused_until > entry.last_429:
+            # A first guess growing on its schedule meets the server's rate (that is the
+            # crossing to hold under), or a pause came between: not a run going on.
+            return False
         gap = now - entry.last_429
         return gap < _RUN_GAP and entry.quiet_successes < 0.5 * entry.rate * gap
 
