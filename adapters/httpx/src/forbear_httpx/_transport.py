@@ -166,10 +166,14 @@ class RetryTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             where=_WHERE,
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """The async twin of `handle_request` (asyncio and trio)."""
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        """The async twin of `handle_request` (asyncio and trio), to be awaited.
+
+        A plain function handing back the core's coroutine: awaited alike, one coroutine
+        frame fewer per request than an ``async def`` around it.
+        """
         url = request.url
-        return await self.retrier.run_async(
+        return self.retrier.run_async(
             self._async or self._async_side(),
             request,
             request.method,
