@@ -12,13 +12,23 @@ Three runs, in this order:
 3. ``fleet warm``: the same namespace again, new processes: they start at the rate the cold
    run learned.
 
+Two more against an origin that announces its limit (``--only announced,...``): the
+`forbear.testing` fault server in its own process (`benchmarks._servers.FaultProcess`), a token
+bucket of ``--announced-rate`` r/s and ``burst`` sending IETF ``RateLimit`` /
+``RateLimit-Policy`` fields on every answer, crawled by
+
+4. ``announced, uncoordinated``: a process gate per worker, each pacing at the announced rate
+   (together N times it);
+5. ``announced, fleet``: a fresh namespace; the fleet paces at the announced rate as soon as a
+   worker has read it.
+
 Reported per run: wall time from the barrier to the last answer over the ideal (URLs / rate),
 the 429s nginx answered (its access log), requests lost (a final answer other than 200, or an
 exception), and Redis round trips per request.
 
 Run ``python -m benchmarks.bench_fleet`` from the repository root (needs nginx and
 redis-server; ``--workers``, ``--concurrency``, ``--urls``, ``--rate``, ``--burst``,
-``--json PATH``).
+``--announced-rate``, ``--only``, ``--json PATH``).
 """
 
 from __future__ import annotations
@@ -34,10 +44,19 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks._servers import HOST, Nginx, _stop, _wait_listening, free_port, nginx_binary
+from benchmarks._servers import (
+    HOST,
+    FaultProcess,
+    Nginx,
+    _stop,
+    _wait_listening,
+    free_port,
+    nginx_binary,
+)
 
 #: A run that takes longer than this many times the ideal is cut short (its rest is lost).
 TIME_LIMIT_FACTOR = 8.0
@@ -125,7 +144,8 @@ def _worker(
 
 def _run(
     name: str,
-    nginx: Nginx,
+    origin: str,
+    statuses: Callable[[], Counter[int]],
     *,
     workers: int,
     concurrency: int,
@@ -134,14 +154,16 @@ def _run(
     redis_url: str | None,
     namespace: str,
 ) -> Result:
+    """One crawl of ``origin + "/limited/..."``; ``statuses`` counts what it answered there."""
     context = multiprocessing.get_context("spawn")
-    every = [f"{nginx.url}/limited/{name.replace(' ', '-')}/{n}" for n in range(urls)]
+    slug = name.replace(" ", "-").replace(",", "")
+    every = [f"{origin}/limited/{slug}/{n}" for n in range(urls)]
     shares = [every[index::workers] for index in range(workers)]
     ideal = urls / rate
     barrier = context.Barrier(workers + 1)
     out = context.Queue()
-    time.sleep(1.0)  # Retry-After is 1 s: a quiet second refills nginx's bucket
-    before = nginx.statuses()
+    time.sleep(1.0)  # Retry-After is 1 s: a quiet second refills the bucket
+    before = statuses()
     processes = [
         context.Process(
             target=_worker,
@@ -169,8 +191,8 @@ def _run(
     for report in reports:
         counts.update(report[1])
     time.sleep(0.2)  # nginx writes each log line at once; let the last ones land
-    statuses = nginx.statuses()
-    statuses.subtract(before)
+    answered = statuses()
+    answered.subtract(before)
     ok = counts.get("200", 0)
     return Result(
         name=name,
@@ -178,7 +200,7 @@ def _run(
         ideal=ideal,
         ok=ok,
         lost=urls - ok,
-        rate_limited=statuses.get(429, 0),
+        rate_limited=answered.get(429, 0),
         redis_calls=sum(report[2] for report in reports),
         final_rate=max((rate for report in reports for rate in report[3]), default=0.0),
         errors={key: n for key, n in counts.items() if key != "200" and n},
@@ -231,6 +253,46 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _print(result: Result) -> None:
+    print(
+        f"{result.name}: {result.ratio:.2f}x ideal ({result.wall:.2f} s), "
+        f"{result.rate_limited} 429s, {result.lost} lost, "
+        f"final rate {result.final_rate:.0f}/s {result.errors or ''}",
+        flush=True,
+    )
+
+
+def _announced(args: argparse.Namespace, redis_url: str, shape: dict[str, Any]) -> list[Result]:
+    """The two runs against a token bucket announcing its limit in IETF fields."""
+    rate = args.announced_rate
+    shape = shape | {"rate": rate, "urls": min(shape["urls"], round(rate * 5))}
+    results = []
+    with FaultProcess() as faults:
+        print(
+            f"forbear.testing bucket {rate:g} r/s burst {args.burst}, announced (IETF); "
+            f"{shape['urls']} URLs",
+            flush=True,
+        )
+        runs = [
+            ("announced, uncoordinated", None),
+            ("announced, fleet", redis_url),
+        ]
+        for name, url in runs:
+            faults.command("reset")
+            faults.command("limit", path="/limited/", rate=rate, burst=args.burst, announce="ietf")
+            result = _run(
+                name,
+                faults.url,
+                lambda: faults.statuses("/limited/"),
+                redis_url=url,
+                namespace=f"bench-{uuid.uuid4().hex[:8]}",
+                **shape,
+            )
+            results.append(result)
+            _print(result)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=4)
@@ -238,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--urls", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--announced-rate", type=float, default=200.0)
     parser.add_argument("--only", default="uncoordinated,cold,warm")
     parser.add_argument("--json", dest="json_path", default=None)
     args = parser.parse_args(argv)
@@ -269,14 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         for key, name, url in runs:
             if key not in wanted:
                 continue
-            result = _run(name, nginx, redis_url=url, namespace=namespace, **shape)  # type: ignore[arg-type]
-            results.append(result)
-            print(
-                f"{name}: {result.ratio:.2f}x ideal ({result.wall:.2f} s), "
-                f"{result.rate_limited} 429s, {result.lost} lost, "
-                f"final rate {result.final_rate:.0f}/s {result.errors or ''}",
-                flush=True,
+            result = _run(
+                name, nginx.url, nginx.statuses, redis_url=url, namespace=namespace, **shape
             )
+            results.append(result)
+            _print(result)
+        if "announced" in wanted:
+            results += _announced(args, rs.url, shape)
     print()
     print(table(results))
     if args.json_path:

@@ -145,6 +145,7 @@ class Fleet:
                     "per_second": self.budget.min_per_second,
                     "ttl": self.budget.ttl,
                 },
+                "ask": int(self.gate.confirming),
                 "ttl": int(pacing.ttl * 1000),
                 "budget_ttl": self._budget_ttl_ms,
             }

@@ -18,6 +18,19 @@ and hands the decisions to whenever Redis is down. While Redis answers:
 
 Which outcome pauses an origin is the `HostGate`'s rule: the fleet reports a pause when the
 process gate started one, for as long as it did.
+
+Announced limits. When the process gate paces a key at a rate its server announced
+(`HostGate.announced`, read after each answer), the worker reports that rate with its next
+call; a key the fleet does not pace yet reserves its next send, so that call comes at once. The
+fleet paces the key at the tightest rate its workers heard lately (see `forbear_redis._scripts`),
+not each worker at it (N workers would send N times too fast).
+
+Asking again. `generation` and `confirm` are `HostGate`'s, fleet-wide: every answer from Redis
+carries the key's generation (bumped when the fleet's view of it tightens), so `generation`
+reads a number and `confirm` compares two (no I/O) and asks Redis for a fresh slot only when
+they differ or a 429, a pause or a tighter announcement of this worker's is not reported yet.
+Keys paced by the process gate (Redis down) are the process gate's: a process generation is a
+number >= 0, a fleet generation one < 0.
 """
 
 from __future__ import annotations
@@ -36,6 +49,9 @@ from forbear import Call, Decision, HostGate
 from ._store import Store, StoreDown
 
 __all__ = ["FleetGate", "Pacing"]
+
+#: A pending announcement below this fraction of the fleet's pace makes `confirm` ask Redis.
+_CUT = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,8 @@ class Pacing:
     start_every: float = 0.1
     #: Sends in flight a worker lets go to a new key without asking the fleet.
     spare: int = 1
+    #: Seconds an announced rate counts after the last worker reported hearing it.
+    heard_for: float = 10.0
 
     def config(self) -> dict[str, float]:
         """The terms the scripts read (``cfg``)."""
@@ -82,6 +100,7 @@ class Pacing:
             "crowd": self.crowd,
             "start_rate": self.start_rate,
             "start_every": self.start_every,
+            "heard_for": self.heard_for,
         }
 
 
@@ -107,6 +126,13 @@ class _Key:
     ok: int = 0
     rejected: int = 0
     pause_until: float = 0.0
+    #: Not yet reported: the tightest rate the process gate paced the key at from an
+    #: announcement since the last report (0: none), and the end of the last pause it started
+    #: on a success (an announcement that nothing remains).
+    heard: float = 0.0
+    pause_seen: float = 0.0
+    #: The fleet's generation of the key, as Redis last answered it.
+    generation: int = 0
 
 
 class FleetGate:
@@ -132,6 +158,9 @@ class FleetGate:
         self._config = pacing.config()
         self._lock = threading.Lock()
         self._keys: dict[str, _Key] = {}
+        #: Whether the sends ask again after waiting (the core read `generation`): only then
+        #: does a change of view void the slots given out ahead (see `forbear.HostGate`).
+        self.confirming = False
 
     def __repr__(self) -> str:
         return f"FleetGate({self._store!r}, keys={len(self._keys)})"
@@ -143,7 +172,14 @@ class FleetGate:
         if not self._store.up:
             return self.local.free(key)
         entry = self._keys.get(key)
-        if entry is None or entry.paced or not entry.seen or entry.rejected or entry.pause_until:
+        if (
+            entry is None
+            or entry.paced
+            or not entry.seen
+            or entry.rejected
+            or entry.pause_until
+            or entry.heard
+        ):
             return False
         return not entry.new or self._let_go(entry)
 
@@ -158,10 +194,38 @@ class FleetGate:
             or not entry.seen
             or entry.rejected
             or entry.pause_until
+            or entry.heard
             or (entry.new and not self._let_go(entry))
         ):
             return Call(self.reserve_sync, self.reserve_async, (key,))
         return 0.0
+
+    def generation(self, key: str) -> int:
+        """The view of ``key`` a slot from `delay` was reserved under (no I/O): the fleet's
+        generation (< 0) while Redis answers, else the process gate's (>= 0)."""
+        self.confirming = True
+        if not self._store.up:
+            return self.local.generation(key)
+        entry = self._keys.get(key)
+        return -1 - (0 if entry is None else entry.generation)
+
+    def confirm(self, key: str, generation: int) -> float | Call:
+        """After waiting out a slot reserved under ``generation``: 0.0 when it still holds (no
+        I/O), else the wait for a fresh slot, or the `Call` asking Redis for one."""
+        if generation >= 0:
+            return self.local.confirm(key, generation)
+        entry = self._keys.get(key)
+        if entry is None:
+            return 0.0
+        seen = -1 - generation
+        if not self._store.up:
+            # The fleet's view changed before Redis stopped: the process gate's slot instead.
+            return 0.0 if entry.generation == seen else self.local.delay(key)
+        if entry.generation == seen and not (
+            entry.rejected or entry.pause_until or (entry.heard and entry.heard < _CUT * entry.rate)
+        ):
+            return 0.0
+        return Call(self.confirm_sync, self.confirm_async, (key, seen))
 
     def _let_go(self, entry: _Key) -> bool:
         """A send to a new key: True (counted) while this worker has few in flight to it."""
@@ -183,13 +247,27 @@ class FleetGate:
         self, key: str, headers: Mapping[str, str] | Any = None, now: float = 0.0
     ) -> None:
         """A success to ``key``: counted here, flushed later (no I/O)."""
-        self.local.succeeded(key, headers, now)
+        local = self.local
+        local.succeeded(key, headers, now)
         entry = self._keys.get(key)
         if entry is None:
             entry = self._entry(key)
         entry.ok += 1
         if entry.new:
             self._landed(entry)
+        heard = local.announced(key)
+        if heard is not None:
+            self._heard(key, entry, heard)
+
+    def _heard(self, key: str, entry: _Key, rate: float) -> None:
+        """The process gate paces ``key`` at an announced ``rate``: told with the next call,
+        and so is a pause it started on a success (nothing remains until a reset)."""
+        entry.heard = rate if not entry.heard else min(entry.heard, rate)
+        until = self.local.paused_until(key)
+        if until is not None and until > entry.pause_seen:
+            with self._lock:
+                entry.pause_seen = until
+                entry.pause_until = max(entry.pause_until, until)
 
     def observe(
         self,
@@ -210,7 +288,8 @@ class FleetGate:
         before = self.local.paused_until(key)
         self.local.observe(key, decision, headers, now=now)
         after = self.local.paused_until(key)
-        if status != 429 and (after is None or after == before):
+        heard = self.local.announced(key)
+        if status != 429 and (after is None or after == before) and heard is None:
             return
         entry = self._entry(key)
         with self._lock:
@@ -218,6 +297,9 @@ class FleetGate:
                 entry.rejected += 1
             if after is not None and after != before:
                 entry.pause_until = max(entry.pause_until, after)
+                entry.pause_seen = max(entry.pause_seen, after)
+        if heard is not None:
+            self._heard(key, entry, heard)
 
     def rates(self) -> dict[str, float]:
         """Every paced key and its rate in sends per second: the fleet's, else the process's."""
@@ -257,21 +339,32 @@ class FleetGate:
 
     def reserve_sync(self, key: str) -> float:
         """Reserve ``key``'s next send slot fleet-wide; the process gate's answer without Redis."""
+        return self._reserve(key, None)
+
+    def confirm_sync(self, key: str, generation: int) -> float:
+        """A slot reserved under the fleet's ``generation`` was waited out: 0.0 when Redis
+        still has that generation, else a fresh slot's wait (the process gate's without Redis)."""
+        return self._reserve(key, generation)
+
+    def _reserve(self, key: str, generation: int | None) -> float:
         entry = self._entry(key)
         with self._lock:
             rejected, ok, pause_until = entry.rejected, entry.ok, entry.pause_until
-            sent, answered = entry.sent, entry.answered
+            sent, answered, heard = entry.sent, entry.answered, entry.heard
             entry.rejected = entry.ok = entry.sent = entry.answered = 0
-            entry.pause_until = 0.0
-            if entry.new or not entry.seen:
+            entry.pause_until = entry.heard = 0.0
+            if generation is None and (entry.new or not entry.seen):
                 # This send is in flight too (the fleet counts the reservation itself).
                 entry.in_flight += 1
         pause_for = max(pause_until - time.monotonic(), 0.0)
+        mode = "confirm" if generation is not None else "send" if entry.seen else "first"
         request = json.dumps(
             {
-                "mode": "send" if entry.seen else "first",
-                "report": [ok, rejected, pause_for, sent, answered],
+                "mode": mode,
+                "gen": generation or 0,
+                "report": [ok, rejected, pause_for, sent, answered, heard],
                 "cfg": self._config,
+                "ask": int(self.confirming),
                 "ttl": self._ttl_ms,
             }
         )
@@ -281,12 +374,13 @@ class FleetGate:
                     keys=[entry.redis_key], args=[request], client=client
                 )
             )
-            wait_us, paced, rate_milli, new = answer
+            wait_us, paced, rate_milli, new, fleet_generation = answer
         except StoreDown:
             return self.local.delay(key)
         entry.seen = True
         entry.paced = bool(paced)
         entry.rate = int(rate_milli) / 1000.0 if paced else 0.0
+        entry.generation = int(fleet_generation)
         self._set_new(entry, bool(new))
         return max(int(wait_us) / 1e6, 0.0)
 
@@ -301,6 +395,12 @@ class FleetGate:
         """`reserve_sync` on a worker thread, so no event loop waits on Redis."""
         return await anyio.to_thread.run_sync(self.reserve_sync, key, abandon_on_cancel=True)
 
+    async def confirm_async(self, key: str, generation: int) -> float:
+        """`confirm_sync` on a worker thread."""
+        return await anyio.to_thread.run_sync(
+            self.confirm_sync, key, generation, abandon_on_cancel=True
+        )
+
     # -- the flusher's side ----------------------------------------------------------------
 
     def drain(self) -> list[tuple[_Key, list[float]]]:
@@ -309,12 +409,12 @@ class FleetGate:
         now = time.monotonic()
         with self._lock:
             for entry in self._keys.values():
-                if entry.ok or entry.rejected or entry.pause_until or entry.sent:
+                if entry.ok or entry.rejected or entry.pause_until or entry.sent or entry.heard:
                     pause_for = max(entry.pause_until - now, 0.0)
                     report = [entry.ok, entry.rejected, pause_for, entry.sent, entry.answered]
-                    reports.append((entry, report))
+                    reports.append((entry, [*report, entry.heard]))
                     entry.ok = entry.rejected = entry.sent = entry.answered = 0
-                    entry.pause_until = 0.0
+                    entry.pause_until = entry.heard = 0.0
         return reports
 
     def apply(self, entry: _Key, answer: list[Any]) -> None:
@@ -324,6 +424,8 @@ class FleetGate:
         entry.paced = bool(paced) or float(paused_for) > 0
         entry.rate = float(rate) if entry.paced else 0.0
         self._set_new(entry, bool(answer[3]) if len(answer) > 3 else False)
+        if len(answer) > 4:
+            entry.generation = int(answer[4])
 
     def forget(self) -> None:
         """Drop what was not reported (Redis is down): each key asks again when it is back."""
@@ -331,7 +433,7 @@ class FleetGate:
             for entry in self._keys.values():
                 entry.ok = entry.rejected = entry.sent = entry.answered = 0
                 entry.in_flight = 0
-                entry.pause_until = 0.0
+                entry.pause_until = entry.heard = 0.0
                 entry.seen = entry.paced = entry.new = False
 
     def _entry(self, key: str) -> _Key:

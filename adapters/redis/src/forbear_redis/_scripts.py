@@ -26,6 +26,20 @@ its last two periods (never above the rate reached), held at ``hold`` of it; the
 that may follow measures the server's rate as above. Once nobody has waited on it for two
 periods, or after six doublings without a 429, the slow start ends and the key is free (until
 it limits).
+
+Announced limits. A worker whose process gate paces a key because its server announced a
+limit (`forbear.HostGate.announced`) reports that rate with its next call (the first send after
+it heard one reserves, so the fleet starts at once). The fleet paces the key at the tightest
+rate reported within ``heard_for`` seconds (a report keeps it fresh; a looser one takes over
+once it is stale), from a slow start too (its slots given out are kept), does not probe above
+it, and keeps the key paced while it is fresh. A 429 still cuts the rate until the next report.
+
+Generations. Each key's hash counts the times the fleet's view of it tightened (a rate cut
+below ``CUT`` of the pace, a pause that grew, a slow start's end); every answer carries the
+count, so a worker's sends woken on a slot compare it without I/O (`FleetGate.confirm`). A send
+whose view changed asks again (``mode: "confirm"``): a fresh slot, or none when the count it
+saw is still the fleet's. Once a worker said its sends ask again (``ask``), a change restarts
+the schedule from now: the slots given out ahead are void.
 """
 
 from __future__ import annotations
@@ -38,6 +52,12 @@ EPOCH_OFFSET = 1_700_000_000
 _COMMON = """
 local OFFSET = %(offset)d
 local NEG = -1e18
+-- A rate cut below this fraction of the pace voids the slots given out ahead (`changed`).
+local CUT = 0.9
+-- Whether the workers' sends ask again after waiting out a slot (the request's `ask`); and
+-- whether the reports applied in this call tightened the view (see `apply_reports`).
+local ASK = false
+local CHANGED = false
 
 local function clock()
   local t = redis.call('TIME')
@@ -100,7 +120,7 @@ end
 local function is_paced(s, now, cfg)
   if get(s, 'paced', 0) == 0 then return false end
   local quiet = math.max(get(s, 'last429', NEG), get(s, 'last_delayed', NEG),
-                         get(s, 'pause', NEG), get(s, 'paced_at', NEG))
+                         get(s, 'pause', NEG), get(s, 'paced_at', NEG), get(s, 'ann_at', NEG))
   if now - quiet > cfg.calm_after then
     s.paced = 0
     return false
@@ -167,6 +187,7 @@ local function crossed(s, now, cfg)
   s.hold = math.max(math.min(seen, reached) * cfg.hold, 1); s.rate = s.hold
   s.measured = 1; s.ramp = 0; s.new = 0; s.fly = 0
   s.ep_start = now; s.ep_ok = 0; s.ep_sent = 0; s.ep_no = 0
+  CHANGED = true
 end
 
 local function on_success(s, now, n, cfg)
@@ -216,6 +237,7 @@ local function on_429(s, now, n, cfg)
 end
 
 local function on_pause(s, now, wait, cfg)
+  if now + wait > get(s, 'pause', NEG) then CHANGED = true end
   s.pause = math.max(get(s, 'pause', NEG), now + wait)
   if not is_paced(s, now, cfg) then
     roll_window(s, now)
@@ -224,9 +246,14 @@ local function on_pause(s, now, wait, cfg)
   end
 end
 
+local function announced(s, now, cfg)
+  return get(s, 'ann', 0) > 0 and now - get(s, 'ann_at', NEG) < cfg.heard_for
+end
+
 local function probe(s, t, cfg)
   local from = math.max(get(s, 'probe_from', t), get(s, 'pause', NEG))
   if get(s, 'measured', 0) == 0 then return end  -- a first guess grows as slots are taken
+  if announced(s, t, cfg) then return end  -- the server said its rate: no probing above it
   if t < from then return end  -- a warm start holds the learned rate for a while
   if t - get(s, 'last_delayed', NEG) > 0.5 and get(s, 'last_probe', NEG) > NEG then
     -- Nobody waited on the pacer lately: the rate is not what limits the fleet.
@@ -277,10 +304,41 @@ local function reserve(s, now, cfg)
   return slot - now
 end
 
-local function apply_reports(s, now, n429, nok, pause_for, cfg)
+-- A worker's process gate paces the key at `rate` because its server announced a limit: the
+-- fleet paces at the tightest rate heard within `heard_for` seconds (hearing one again keeps
+-- it fresh; a looser one takes over once the tighter one is stale).
+local function on_heard(s, now, rate, cfg)
+  if not announced(s, now, cfg) or rate <= s.ann * 1.000001 then
+    s.ann = rate; s.ann_at = now
+  end
+  rate = s.ann
+  if not is_paced(s, now, cfg) or get(s, 'ramp', 0) == 1 then
+    if get(s, 'ramp', 0) == 1 then CHANGED = true end
+    local given = get(s, 'next', now)
+    s.ramp = 0; s.new = 0; s.fly = 0
+    start_pacing(s, now, rate)
+    s.next = math.max(given, now)  -- slots a slow start gave out are taken
+  end
+  s.measured = 1; s.hold = rate; s.rate = rate
+end
+
+-- A worker's reports since its last call: its successes, 429s, a pause and an announced rate.
+-- A view that tightened (a rate cut below `CUT` of the pace, a longer pause, a slow start's
+-- end) bumps the key's generation: slots given out ahead are void, and once a worker said its
+-- sends ask again after waiting (`ASK`, kept as `ask`), the schedule restarts from now.
+local function apply_reports(s, now, n429, nok, pause_for, heard, cfg)
+  CHANGED = false
+  local before = 0
+  if is_paced(s, now, cfg) and get(s, 'ramp', 0) == 0 then before = get(s, 'rate', 0) end
   if nok > 0 then on_success(s, now, nok, cfg) end
   if n429 > 0 then on_429(s, now, n429, cfg) end
   if pause_for > 0 then on_pause(s, now, pause_for, cfg) end
+  if heard ~= nil and heard > 0 then on_heard(s, now, heard, cfg) end
+  if ASK then s.ask = 1 end
+  if CHANGED or get(s, 'rate', 0) < CUT * before then
+    s.gen = get(s, 'gen', 0) + 1
+    if get(s, 'ask', 0) == 1 and get(s, 'next', now) > now then s.next = now end
+  end
 end
 
 local function paused_for(s, now)
@@ -291,10 +349,12 @@ end
 _COMMON = _COMMON % {"offset": EPOCH_OFFSET}
 
 #: KEYS[1] the key's gate hash. ARGV[1]: JSON ``{"mode": "first" (a worker's first send to the
-#: key, which starts paced at a learned rate) or "send", "report": [successes, 429s, pause
-#: seconds, sends let go, answers], "cfg": {...}, "ttl": ms}``; "sends let go" and "answers" are
-#: those of a new key, counted by the worker since its last report.
-#: Returns {wait in µs, paced (0/1), rate in milli-sends per second, new (0/1)}.
+#: key, which starts paced at a learned rate), "send" or "confirm" (a slot waited out under
+#: generation ``gen``: a fresh one only if the generation changed), "gen": n, "report":
+#: [successes, 429s, pause seconds, sends let go, answers, announced rate], "cfg": {...},
+#: "ask": 0/1, "ttl": ms}``; "sends let go" and "answers" are those of a new key, counted by the
+#: worker since its last report; the announced rate is 0 when none was heard.
+#: Returns {wait in µs, paced (0/1), rate in milli-sends per second, new (0/1), generation}.
 RESERVE = (
     _COMMON
     + """
@@ -303,7 +363,18 @@ local cfg = req.cfg
 local report = req.report
 local now = clock()
 local s = load(KEYS[1])
-apply_reports(s, now, report[2], report[1], report[3], cfg)
+ASK = req.ask == 1
+apply_reports(s, now, report[2], report[1], report[3], report[6], cfg)
+if req.mode == 'confirm' and get(s, 'gen', 0) == req.gen then
+  -- The slot waited out still holds: nothing is reserved.
+  save(KEYS[1], s, req.ttl)
+  local paced = 0
+  if get(s, 'paced', 0) == 1 then paced = 1 end
+  return {0, paced, math.floor(get(s, 'rate', 0) * 1000), get(s, 'new', 0), get(s, 'gen', 0)}
+end
+if req.mode == 'confirm' and get(s, 'ep_sent', 0) > 0 then
+  s.ep_sent = s.ep_sent - 1  -- the void slot is given back
+end
 if req.mode == 'first' and get(s, 'measured', 0) == 1 and get(s, 'hold', 0) > 0 then
   -- A rate the fleet learned earlier (this run or an earlier one): start paced at it, and
   -- hold it for `warm_for` seconds before probing above it.
@@ -324,15 +395,15 @@ save(KEYS[1], s, req.ttl)
 local paced = 0
 if get(s, 'paced', 0) == 1 then paced = 1 end
 return {math.floor(wait * 1000000 + 0.5), paced, math.floor(get(s, 'rate', 0) * 1000),
-        get(s, 'new', 0)}
+        get(s, 'new', 0), get(s, 'gen', 0)}
 """
 )
 
 #: KEYS: the gate hashes, then the budget hashes. ARGV[1]: JSON ``{"gate": [[successes,
-#: 429s, pause seconds, sends let go, answers], ...], "budget": [[deposits, debt, wanted],
-#: ...], "cfg": {...}, "bcfg": {ratio, per_second, ttl}, "ttl": ms, "budget_ttl": ms}`` in the
-#: same order. Returns JSON ``{"gate": [[paced, paused for (s), rate, new], ...], "budget":
-#: [granted, ...]}``.
+#: 429s, pause seconds, sends let go, answers, announced rate], ...], "budget": [[deposits,
+#: debt, wanted], ...], "cfg": {...}, "bcfg": {ratio, per_second, ttl}, "ask": 0/1, "ttl": ms,
+#: "budget_ttl": ms}`` in the same order. Returns JSON ``{"gate": [[paced, paused for (s), rate,
+#: new, generation], ...], "budget": [granted, ...]}``.
 SYNC = (
     _COMMON
     + """
@@ -341,9 +412,10 @@ local cfg = req.cfg
 local now = clock()
 local out = {gate = {}, budget = {}}
 local ngate = #req.gate
+ASK = req.ask == 1
 for i, item in ipairs(req.gate) do
   local s = load(KEYS[i])
-  apply_reports(s, now, item[2], item[1], item[3], cfg)
+  apply_reports(s, now, item[2], item[1], item[3], item[6], cfg)
   local new = 0
   if is_new(s, now, cfg) then
     new = 1
@@ -352,7 +424,7 @@ for i, item in ipairs(req.gate) do
   local paced = 0
   if is_paced(s, now, cfg) then paced = 1 end
   save(KEYS[i], s, req.ttl)
-  out.gate[i] = {paced, paused_for(s, now), get(s, 'rate', 0), new}
+  out.gate[i] = {paced, paused_for(s, now), get(s, 'rate', 0), new, get(s, 'gen', 0)}
 end
 local b = req.bcfg
 local cap = 0
@@ -389,13 +461,14 @@ return 0
 """
 
 #: KEYS[1] a key's gate hash; ARGV: a rate (sends per second), ttl (ms). The fleet paces the
-#: key at that rate from now on, as if it had measured it.
+#: key at that rate from now on, as if it had measured it (a cut is a new generation).
 SET_RATE = (
     _COMMON
     + """
 local now = clock()
 local s = load(KEYS[1])
 local rate = tonumber(ARGV[1])
+if get(s, 'paced', 0) == 1 and rate < CUT * get(s, 'rate', 0) then s.gen = get(s, 'gen', 0) + 1 end
 s.measured = 1; s.hold = rate; s.paced = 0
 start_pacing(s, now, rate)
 save(KEYS[1], s, tonumber(ARGV[2]))
