@@ -439,6 +439,7 @@ class Retrier:
             wait: Any = confirm(key, seen)
             if type(wait) is Call:
                 wait = yield wait
+                current = generation(key)  # the call may have brought a newer view
             if wait <= 0.0:
                 break
             seen = current
