@@ -38,6 +38,10 @@ class _Account:
     deposits: list[itertools.count[int]] = field(
         default_factory=lambda: [itertools.count() for _ in range(_SLOTS)]
     )
+    #: The current slot's counter and the times it covers: ``[start, end)``.
+    current: itertools.count[int] = field(default_factory=itertools.count)
+    start: float = 0.0
+    end: float = float("-inf")
     #: Retries withdrawn from deposits, per slot (only touched under the lock).
     withdrawals: list[int] = field(default_factory=lambda: [0] * _SLOTS)
     floor: float = 0.0
@@ -87,11 +91,12 @@ class RetryBudget:
 
     def deposit(self, key: str = "", *, now: float | None = None) -> None:
         """Record a first attempt to ``key``."""
-        index = int((self._clock() if now is None else now) // self._slot_width)
+        if now is None:
+            now = self._clock()
         account = self._accounts.get(key)
-        if account is None or account.index != index:
-            account = self._advance(key, index)
-        next(account.deposits[index % _SLOTS])
+        if account is None or not account.start <= now < account.end:
+            account = self._advance(key, int(now // self._slot_width))
+        next(account.current)
 
     # -- the rare path -----------------------------------------------------------------------
 
@@ -121,7 +126,13 @@ class RetryBudget:
 
     def _advance(self, key: str, index: int) -> _Account:
         with self._lock:
-            return self._advance_locked(key, index)
+            account = self._advance_locked(key, index)
+            if account.index == index:
+                # The slot deposits go to without a lock, and the times it covers.
+                account.current = account.deposits[index % _SLOTS]
+                account.start = index * self._slot_width
+                account.end = (index + 1) * self._slot_width
+            return account
 
     def _advance_locked(self, key: str, index: int) -> _Account:
         account = self._accounts.get(key)

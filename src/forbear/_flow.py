@@ -224,7 +224,20 @@ class Retrier:
         when the client has it parsed already; ``override`` a per-request override mapping
         (named ``where`` in error messages).
         """
-        key = self._quick_key(url, origin, override)
+        # `_quick_key` written out: a call costs more than its work here.
+        key = None
+        if (
+            override is None
+            and not (self.idempotency_keys or self.request_ids)
+            and _OVERRIDES.get() is None
+        ):
+            if origin is None:
+                origin = _origin(url)
+            token = self.token
+            if token is None or origin not in token.origins:
+                key = origin if self._key is None else self._key(str(url))
+                if not self._gate_free(key):
+                    key = None
         if key is None:
             flow = self._flow(method, url, headers, origin, override, where)
         else:
@@ -298,7 +311,20 @@ class Retrier:
         where: str = "overrides",
     ) -> ResponseT:
         """The async twin of `run_sync`: sleeps with ``anyio.sleep`` (asyncio and trio)."""
-        key = self._quick_key(url, origin, override)
+        # `_quick_key` written out: a call costs more than its work here.
+        key = None
+        if (
+            override is None
+            and not (self.idempotency_keys or self.request_ids)
+            and _OVERRIDES.get() is None
+        ):
+            if origin is None:
+                origin = _origin(url)
+            token = self.token
+            if token is None or origin not in token.origins:
+                key = origin if self._key is None else self._key(str(url))
+                if not self._gate_free(key):
+                    key = None
         if key is None:
             flow = self._flow(method, url, headers, origin, override, where)
         else:
