@@ -799,7 +799,9 @@ class HostGate:
         if not entry.paced:
             return  # a budget alone paces only an origin paced anyway
         flying = entry.flying
-        if flying is None:
+        if state is None:
+            pass  # no dated reset: every slot given out counts against what is left
+        elif flying is None:
             # The slots given out from now on, so those after the reset can be told apart.
             entry.flying = deque()
         else:
