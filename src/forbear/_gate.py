@@ -15,6 +15,18 @@ Two mechanisms, both idle until an origin limits:
     pauses the origin until then); a ``concurrent-requests`` quota caps the sends in flight.
     Partitions (``pk``, a vendor's bucket) are kept apart: each has its own announced rate, and
     the key is paced at the tightest one heard from lately.
+  - A refill is learnt, never assumed. Two readings of a quota counting down to the same dated
+    reset (so no window boundary lies between them), at least `_REFILL_SPAN` and a few
+    successes apart, are compared: the quota spent a unit on each success answered between
+    them, so what it holds beyond that came back; less the answers that may have overtaken one
+    another, that over the span is a refill it has shown (the most shown in the last few
+    seconds holds). The pace is what is left over the reset plus that refill. While the quota
+    stays whole across a span and well above empty, the refill counts twice (a probe); it
+    settles where what is left holds steady above zero. A fixed window shows none (what is left
+    falls by exactly the sends), so it is paced at what is left over the reset as before, and a
+    spent one still waits for its reset; a quota that has shown a refill is paced when spent,
+    not paused, and what is left is no budget to the reset. A spent quota's pause gives the
+    slots after it the pace the quota had when read whole, not that of its last few units.
   - Without announcements, the first 429 starts pacing at a rate the process learned earlier
     for the key (kept `remember` seconds after pacing ends), else at what the origin accepted
     lately, and doubles it on a short schedule until the server objects. While the client keeps
@@ -63,7 +75,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._ratelimit import announced_rate, read_limits
+from ._ratelimit import QuotaState, announced_rate, read_limits, refill_state
 from ._state import Decision, Reason
 
 __all__ = ["HostGate", "origin_of"]
@@ -93,6 +105,12 @@ _TRUSTED_FEWEST = 3.0
 _RUN_GAP = 5.5
 #: A run of 429s measures the server's rate over at most its last this many seconds.
 _RUN_WINDOW = 0.5
+#: A refill is measured over readings at least this many seconds apart (see `_refilled`).
+_REFILL_SPAN = 0.1
+#: Units a span's reading may be off by (answers overtaking one another): not evidence.
+_REFILL_SLACK = 1
+#: ... and at least this many successes apart.
+_REFILL_FEWEST = 4
 
 
 def origin_of(url: str) -> str:
@@ -140,6 +158,20 @@ class _Origin:
     budget_until: float = float("-inf")
     #: Announced rates by partition (``pk``; None for none): (sends per second, when heard).
     partitions: dict[str | None, tuple[float, float]] | None = None
+    #: Successes answered while announcing (a quota spent one unit on each).
+    spent: int = 0
+    #: The reading a quota's refill is measured from: (when, remaining, its reset's Unix
+    #: time, `spent` then); None: none yet.
+    mark: tuple[float, int, float, int] | None = None
+    #: The refill the announced quota showed over its last span (sends per second; 0.0: none
+    #: shown), and when.
+    refill: float = 0.0
+    refill_heard: float = float("-inf")
+    refill_last: float = float("-inf")
+    #: That span ended as full as it began: the quota kept up (a probe may go faster).
+    kept_up: bool = False
+    #: The pace announced when the quota was last read whole: the pace after a reset.
+    whole: float = 0.0
     #: Announced ``concurrent-requests`` quota (0: none) and the slots of sends in flight.
     limit: int = 0
     flying: deque[float] | None = None
@@ -519,6 +551,7 @@ class HostGate:
         entry.episode_successes += 1
         entry.quiet_successes += 1
         entry.answered += 1
+        entry.spent += 1
         if entry.paced:
             # When the answer came (a success's ``now`` may be when its request started).
             answered = max(now, self._clock())
@@ -687,21 +720,37 @@ class HostGate:
         if limits is None:
             return
         pace = announced_rate(limits)
-        if pace is not None:
+        said, partition = (None, None) if pace is None else (pace.rate, pace.partition)
+        bound = pace is not None and pace.bound
+        state = refill_state(limits)
+        refill = 0.0
+        if state is not None and not bound and (said is None or state.partition == partition):
+            # What the quota showed it refills, on top of what is left spent until its reset.
+            refill = self._refilled(entry, state, now)
+            if refill > 0.0:
+                said, partition = (said or 0.0) + refill, state.partition
+        if said is not None or pace is not None:
             before = entry.rate if entry.paced and not entry.ramping else float("inf")
             cap = entry.limit
-            if pace.rate is not None:
+            if said is not None:
                 partitions = entry.partitions
                 if partitions is None:
                     partitions = entry.partitions = {}
                 # A lower bound is below the server's rate already: no hold under it.
-                held = pace.rate if pace.bound else pace.rate * self._hold
+                held = said if bound else said * self._hold
                 heard = (max(held, _SLOWEST), now)
-                kept = partitions.get(pace.partition)
+                kept = partitions.get(partition)
                 fresh = kept is not None and now - kept[1] < _BOUND_FRESH
-                if pace.bound and kept is not None and fresh and kept[0] > heard[0]:
+                if bound and kept is not None and fresh and kept[0] > heard[0]:
                     heard = kept  # a higher bound heard lately still holds
-                partitions[pace.partition] = heard
+                partitions[partition] = heard
+                if (
+                    state is not None
+                    and state.limit is not None
+                    and state.remaining is not None
+                    and state.remaining >= state.limit - 1
+                ):
+                    entry.whole = heard[0]  # read whole: the pace after a reset
                 rate = min(
                     announced
                     for announced, heard in partitions.values()
@@ -710,7 +759,7 @@ class HostGate:
                 if not entry.paced or entry.ramping:
                     self._start(key, entry, now, rate, measured=True)
                 entry.header_rate = entry.rate = entry.hold_rate = rate
-            if pace.concurrency is not None:
+            if pace is not None and pace.concurrency is not None:
                 # Sends a slow start let go are in flight already: the limit counts them.
                 outstanding = entry.in_flight if entry.ramping else 0
                 if not entry.paced or entry.ramping:
@@ -720,7 +769,14 @@ class HostGate:
                 if entry.flying is None:
                     entry.flying = deque([now] * outstanding)
                 entry.limit = pace.concurrency
-            if entry.rate < _CUT * before or (entry.limit and not 0 < cap <= entry.limit):
+            if (
+                entry.rate < _CUT * before
+                or (entry.limit and not 0 < cap <= entry.limit)
+                or (refill > 0.0 and entry.rate > 2.0 * before)
+            ):
+                # Tighter: the slots given out ahead are void. Looser by a refill shown: they
+                # were given out at a pace the quota outgrew, so are they (the sends woken on
+                # them ask again, behind those reserving at the new pace).
                 self._changed(entry, now)
         remaining, reset = limits.remaining, limits.reset
         if remaining is None:
@@ -730,16 +786,22 @@ class HostGate:
         if entry.paced and entry.header_rate is not None and entry.header_rate != _NO_RATE:
             # The quota refills at the pace: the send after those left waits for its unit.
             short = in_flight + 1 - remaining
-            if short > 0:
+            if short > 0 and (refill == 0.0 or remaining == 0):
                 entry.next_free = max(entry.next_free, now + short / entry.rate)
-            if remaining == 0 and pace is not None and pace.refilling:
+            if refill > 0.0 or (remaining == 0 and pace is not None and pace.refilling):
+                # A quota refilling at a known rate: what is left is no budget to the reset,
+                # and a spent one is paced, not paused.
                 entry.budget = -1
-                return  # a spent bucket refilling at a known rate: paced, not paused
+                return
         if reset is None or reset <= 0.0:
             return
         until = now + reset
         if remaining == 0:
-            # Nothing left until the reset: pause the origin until then.
+            # Nothing left until the reset: pause the origin until then. The quota is whole
+            # after it: the slots given out for then keep the pace it had whole, not the
+            # pace of its last few units.
+            if entry.paced and entry.whole > entry.rate:
+                entry.rate = entry.whole
             if until > entry.paused_until:
                 entry.paused_until = until
                 self._changed(entry, now)
@@ -747,7 +809,51 @@ class HostGate:
             return
         if not entry.paced:
             return  # a budget alone paces only an origin paced anyway
+        flying = entry.flying
+        if state is None:
+            pass  # no dated reset: every slot given out counts against what is left
+        elif flying is None:
+            # The slots given out from now on, so those after the reset can be told apart.
+            entry.flying = deque()
+        else:
+            # Slots after the reset spend the next window, not what is left of this one.
+            later = 0
+            for slot in reversed(flying):
+                if slot < until:
+                    break
+                later += 1
+            in_flight = max(in_flight - later, 0)
         entry.budget, entry.budget_until = max(remaining - in_flight, 0), until
+
+    def _refilled(self, entry: _Origin, state: QuotaState, now: float) -> float:
+        """The refill ``state`` has shown, in sends per second, doubled while it stays full
+        (a probe); 0.0 when none is shown (see the module's notes).
+
+        Readings at least `_REFILL_SPAN` apart that name the same reset (a window's boundary
+        is never between them) are compared: the quota spent a unit on each success answered
+        in between, so what it holds beyond that came back. The latest span's is the refill."""
+        left, at = state.remaining, state.at
+        assert left is not None and at is not None
+        mark = entry.mark
+        if mark is None or mark[2] != at or mark[0] > now:
+            entry.mark = (now, left, at, entry.spent)
+        elif now - mark[0] >= _REFILL_SPAN and entry.spent - mark[3] >= _REFILL_FEWEST:
+            since, before, _, spent = mark
+            # Answers overtake one another by about the sends in flight: not evidence.
+            slack = _REFILL_SLACK + entry.rate * entry.latency
+            shown = max(left - before + entry.spent - spent - slack, 0.0) / (now - since)
+            if shown >= entry.refill or now - entry.refill_heard >= _BOUND_FRESH:
+                # A span the client sent less in shows less: the most shown lately holds.
+                entry.refill, entry.refill_heard = shown, now
+            entry.refill_last = now
+            # Whole at both ends: the quota kept up with the sends, which may go faster.
+            entry.kept_up = state.limit is not None and min(left, before) >= state.limit - 1
+            entry.mark = (now, left, at, entry.spent)
+        if now - entry.refill_last >= _BOUND_FRESH:
+            entry.refill = 0.0  # nothing measured lately
+        if entry.kept_up and state.limit is not None and 2 * left >= state.limit:
+            return 2.0 * entry.refill  # a probe, while the quota stays well above empty
+        return entry.refill
 
     def _maybe_pause(self, key: str, entry: _Origin, now: float, decision: Decision) -> None:
         wait = decision.retry_after or 0.0

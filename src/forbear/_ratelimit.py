@@ -41,7 +41,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeGuard
@@ -62,6 +62,7 @@ __all__ = [
     "limits_wait",
     "parse_reset",
     "read_limits",
+    "refill_state",
     "reset_wait",
 ]
 
@@ -129,6 +130,10 @@ class QuotaState:
     #: The quota the state counts down from (``*-Limit``), when the dialect sends it with the
     #: state; None otherwise.
     limit: int | None = None
+    #: The Unix time a dated reset names (as read against ``Date``), None for a delay: two
+    #: readings naming the same one count down to the same reset. (Not compared: ``reset``
+    #: says the same from now.)
+    at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,6 +542,7 @@ def _triplet(
         source or remaining_name,
         dated=dated,
         limit=min(quotas) if quotas else None,
+        at=clock.now() + reset if dated and reset is not None else None,
     )
     return policies, state, state.source
 
@@ -796,6 +802,24 @@ def announced_rate(limits: Limits) -> AnnouncedRate | None:
     if rate is None and concurrency is None:
         return None
     return AnnouncedRate(rate, concurrency, partition, bound, spent_refill and not spent_wait)
+
+
+def refill_state(limits: Limits) -> QuotaState | None:
+    """The state whose refill the gate may learn from successive readings, or None: the
+    tightest state, when it counts requests down to a dated reset (an absolute time, so two
+    readings can tell whether they name the same reset) and is no vendor's refilling quota."""
+    states = limits.states
+    if not states:
+        return None
+    state = min(states, key=_rank) if len(states) > 1 else states[0]
+    if (
+        state.at is None
+        or state.remaining is None
+        or state.refills
+        or state.unit not in REQUEST_UNITS
+    ):
+        return None
+    return state
 
 
 def _window_of(policies: tuple[QuotaPolicy, ...], state: QuotaState) -> float | None:
