@@ -16,7 +16,7 @@ Figures measured (2 cores, five adapters at once; each cell the range over the a
 
 | case | requests per adapter | lost | 429s (or 503s) at the server |
 |---|---|---|---|
-| drop 40 -> 10 r/s at 1.5 s | 85 | 0 | 4-8 after the drop, the last 0.2-0.3 s after it |
+| drop 40 -> 10 r/s at 1.5 s | 85 | 0 | 3-9 after the drop (20 runs), most within 0.7 s of it |
 | rise 10 -> 40 r/s at 1.5 s | 190 | 0 | 3-4 after the rise; 36 r/s reached 4.5-6.2 s after it |
 | fixed window 20 per 2 s, reset on 429 | 40 | 0 | 5-8 (at most one per worker per window) |
 | fixed window 20 per 2 s, announced | 40 | 0 | 0; paced at 5.8-6.8 r/s of 10: 5.1-5.3 s |
@@ -160,7 +160,9 @@ CHANGE_AT = 1.5
 
 def test_limit_drops_under_a_running_crawl(fault_server: FaultServer) -> None:
     """40 -> 10 r/s 1.5 s into the crawl: the pacer follows it down within a handful of 429s
-    (measured 4-8 after the drop, the last within 0.3 s of it; bound 20), nothing lost."""
+    (measured 3-9 after the drop over 20 runs, 4-32 before a run of 429s went on across
+    Retry-After and measured its last half second; bound 20), nothing lost. The moment of the
+    drop is swept on the virtual clock in ``tests/core/test_crawl_drops.py``."""
     before, after = 40.0, 10.0
     count = int(before * CHANGE_AT + after * 2.5)
     changed: dict[str, float] = {}
