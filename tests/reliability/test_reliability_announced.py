@@ -8,19 +8,21 @@ before the first answer came back cannot know the limit; after it, the gate pace
 the server announced. "After the first response": the attempt was handed to httpx's own
 transport after the answer to some attempt was read there.
 
-Figures measured (2 cores, 4 runs; ideal 1.0 s):
+Figures measured (2 cores, 3 runs after round 3's dialect work; ideal 1.0 s):
 
 | dialect | done | wall / ideal | 429s | 429s after the first response | lost |
 |---|---|---|---|---|---|
-| ietf | 100 | 1.98-1.99 | 13 | 0-1 | 0 |
-| draft | 100 | 1.15-2.39 | 12-14 | 0-3 | 0 |
-| x | 11-14 (cut off at 3 s) | - | 11-13 | 0-2 | 0 |
-| openai | 100 | 1.12-1.17 | 12-13 | 0-1 | 0 |
+| ietf | 100 | 1.16-1.19 | 13-14 | 1-3 | 0 |
+| draft | 100 | 1.15-1.18 | 12-14 | 0-2 | 0 |
+| x | 16-17 (cut off at 3 s) | - | 12-14 | 0-1 | 0 |
+| openai | 100 | 1.16-1.18 | 12-14 | 0-2 | 0 |
 
-``x`` is slow by what it can say: the reset is a whole Unix second, read against the
-whole-second ``Date``, so a bucket full again in 10 ms reads as "at most 6 within a second or
-two" and is paced at that. ``ietf``'s ``t`` is whole seconds too: the answer that takes the
-last token says ``r=0;t=1`` and the gate pauses the origin a second (hence 2x ideal).
+``ietf`` and ``draft`` went from 2x and up to 2.4x to about 1.2x: a spent IETF bucket under a
+fast policy is paced at ``q / w`` instead of paused for ``t=1``, and a sub-second draft reset
+is read as a bucket's. The late 429s are the target's 0 on a quiet run and a few when answers
+overtake one another; the bound (5) is above the 3 seen. ``x`` is slow by what it can say: the
+reset is a whole Unix second, read against the whole-second ``Date``; the gate learns a
+refill only from two readings of one reset, which a 3 s run at this size rarely gives.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ CONCURRENCY = 20
 RATE = 100.0
 BURST = 5
 #: The most 429s allowed to attempts sent after the first answer was read.
-LATE_BOUND = 3
+LATE_BOUND = 5
 #: A crawl still going after this long is cut off (the ``x`` dialect's, see above).
 DEADLINE = 3.0
 WALL = 1_800_000_000.25
