@@ -172,14 +172,7 @@ class FleetGate:
         if not self._store.up:
             return self.local.free(key)
         entry = self._keys.get(key)
-        if (
-            entry is None
-            or entry.paced
-            or not entry.seen
-            or entry.rejected
-            or entry.pause_until
-            or entry.heard
-        ):
+        if entry is None or _asks(entry):
             return False
         return not entry.new or self._let_go(entry)
 
@@ -188,15 +181,7 @@ class FleetGate:
         if not self._store.up:
             return self.local.delay(key)
         entry = self._keys.get(key)
-        if (
-            entry is None
-            or entry.paced
-            or not entry.seen
-            or entry.rejected
-            or entry.pause_until
-            or entry.heard
-            or (entry.new and not self._let_go(entry))
-        ):
+        if entry is None or _asks(entry) or (entry.new and not self._let_go(entry)):
             return Call(self.reserve_sync, self.reserve_async, (key,))
         return 0.0
 
@@ -444,3 +429,9 @@ class FleetGate:
                 if entry is None:
                     entry = self._keys[key] = _Key(f"{self._prefix}gate:{self._digest(key)}")
         return entry
+
+
+def _asks(entry: _Key) -> bool:
+    """Whether a send to a key the fleet knows must reserve its slot in Redis: paced there, not
+    yet heard of from Redis, or with a 429, a pause or an announced rate to report."""
+    return bool(entry.paced or not entry.seen or entry.rejected or entry.pause_until or entry.heard)

@@ -1,9 +1,10 @@
 """The Lua the fleet runs on the Redis server: one atomic script per operation, server time.
 
 Every script reads the clock with ``redis.call('TIME')`` (seconds since `EPOCH_OFFSET`, so a
-double keeps microseconds), never a worker's. Nothing here is called from Python but the three
+double keeps microseconds), never a worker's. Nothing here is called from Python but the four
 script texts: `RESERVE` (one send's slot for one key), `SYNC` (the batched flush of several
-keys' counts and budget allowances) and `UNLOCK` (release a token-exchange lock if still ours).
+keys' counts and budget allowances), `UNLOCK` (release a token-exchange lock if still ours) and
+`SET_RATE` (a rate set by hand for one key).
 
 The pacer mirrors `forbear.HostGate`'s, fleet-wide: off until the first 429 (or a pause), then
 a next-free-slot schedule at a rate learned from the server. A first guess doubles every
