@@ -15,7 +15,7 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
@@ -377,8 +377,26 @@ def crawl(
     def schedule(at: float, step: Iterator[float]) -> None:
         heapq.heappush(events, (at, next(order), step))
 
+    def exchange() -> Generator[float, None, tuple[int, dict[str, str]]]:
+        """One send: half the latency there, judged on arrival, half back (yields the times to
+        resume at; returns the status and headers)."""
+        nonlocal flying, most, first_answer
+        sent_at = clock.now
+        there = latency * (0.5 + rng.random()) / 2
+        yield clock.now + there
+        status, headers = server.handle()
+        flying += 1
+        most = max(most, flying)
+        yield clock.now + there
+        flying -= 1
+        sends.append((sent_at, status))
+        first_answer = min(first_answer, clock.now)
+        if status == 200:
+            limiter.depart(clock.now)
+        return status, headers
+
     def worker() -> Iterator[float]:  # one per client: yields the time to resume at
-        nonlocal succeeded, lost, early, flying, most, first_answer
+        nonlocal succeeded, lost, early
         for _ in pending:
             not_before = clock.now
             value: object = None
@@ -386,18 +404,8 @@ def crawl(
                 # The runners' first send when the gate holds nothing back: no slot asked for,
                 # the flow started from its answer (a success only counts it).
                 started = clock.now
-                there = latency * (0.5 + rng.random()) / 2
-                yield clock.now + there
-                status, headers = server.handle()
-                flying += 1
-                most = max(most, flying)
-                yield clock.now + there
-                flying -= 1
-                sends.append((started, status))
-                first_answer = min(first_answer, clock.now)
-                if status == 200:
-                    limiter.depart(clock.now)
-                else:
+                status, headers = yield from exchange()
+                if status != 200:
                     not_before = clock.now + float(headers["Retry-After"])
                 sent = ((status, headers), None, Outcome.response(status, headers))
                 flow = retrier.flow(
@@ -419,18 +427,7 @@ def crawl(
                 elif isinstance(effect, Send):
                     if clock.now < not_before - 1e-9:
                         early += 1
-                    sent_at = clock.now
-                    there = latency * (0.5 + rng.random()) / 2
-                    yield clock.now + there
-                    status, headers = server.handle()
-                    flying += 1
-                    most = max(most, flying)
-                    yield clock.now + there
-                    flying -= 1
-                    sends.append((sent_at, status))
-                    first_answer = min(first_answer, clock.now)
-                    if status == 200:
-                        limiter.depart(clock.now)
+                    status, headers = yield from exchange()
                     if status == 429:
                         not_before = clock.now + float(headers["Retry-After"])
                     value = ((status, headers), None, Outcome.response(status, headers))
