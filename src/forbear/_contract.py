@@ -111,7 +111,10 @@ class Gate(Protocol):
         """Whether sends to ``key`` go at once: True lets the first send skip `delay`."""
 
     def delay(self, key: str) -> float | Call:
-        """Reserve the next send slot for ``key``: the seconds to wait, or I/O that says."""
+        """Reserve the next send slot for ``key``: the seconds to wait, or I/O that says.
+
+        A `HostGate` may answer a wait with no slot behind it (a float of type
+        ``forbear._gate.Again``): the loop waits it out, then asks `delay` again."""
 
     def succeeded(self, key: str, headers: Mapping[str, str] | Any, now: float) -> None:
         """A first attempt to ``key`` succeeded (the happy path: no I/O, no lock if possible)."""

@@ -53,7 +53,7 @@ from ._contract import (
 )
 from ._decide import decide
 from ._events import _SENDING, Event, EventHook, Sending, _Hub, logger, redact_url
-from ._gate import HostGate, origin_of
+from ._gate import Again, HostGate, origin_of
 from ._policy import Policy
 from ._retry_after import header_value
 from ._state import Action, Decision, Outcome, Reason, RetryState
@@ -66,8 +66,9 @@ IDEMPOTENCY_KEY_METHODS: frozenset[str] = frozenset({"POST", "PATCH"})
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
 
-#: The most times a send woken on a void slot asks the gate again before it goes.
-_RECONFIRMS = 4
+#: The most times a send woken on a void slot (or a wait with none, `Again`) asks the gate
+#: again before it goes.
+_RECONFIRMS = 32
 
 
 def _slot_wait(
@@ -444,30 +445,39 @@ class Retrier:
             slot = yield slot
         if slot > 0.0:
             seen = 0 if self._confirm is None else self._confirm[0](key)
+            again = type(slot) is Again
             policy = self._policy(None, "")
             deadline_at = None if policy.deadline is None else started + policy.deadline
             slot = _slot_wait(slot, policy, deadline_at, self.clock)
             if slot > 0.0:
                 yield Sleep(slot)
                 if self._confirm is not None:
-                    yield from self._reconfirm(key, seen, slot, policy, deadline_at)
+                    yield from self._reconfirm(key, seen, slot, policy, deadline_at, again)
 
     def _reconfirm(
-        self, key: str, seen: int, held: float, policy: Policy, deadline_at: float | None
+        self,
+        key: str,
+        seen: int,
+        held: float,
+        policy: Policy,
+        deadline_at: float | None,
+        again: bool,
     ) -> Generator[Call | Sleep, Any, float]:
         """After waiting ``held`` seconds on a slot reserved under the gate's view ``seen``:
-        while that view changed, wait for a fresh slot instead (a few times at most, never past
-        ``max_wait`` in all nor the deadline). Returns the seconds held in all."""
-        assert self._confirm is not None
+        while that view changed, wait for a fresh slot instead (a bounded number of times,
+        never past ``max_wait`` in all nor the deadline). ``again``: the wait had no slot
+        behind it (`Again`), so a slot is asked for afresh. Returns the seconds held in all."""
+        assert self._confirm is not None and self.gate is not None
         generation, confirm = self._confirm
         for _ in range(_RECONFIRMS):
             current = generation(key)
-            wait: Any = confirm(key, seen)
+            wait: Any = self.gate.delay(key) if again else confirm(key, seen)
             if type(wait) is Call:
                 wait = yield wait
                 current = generation(key)  # the call may have brought a newer view
             if wait <= 0.0:
                 break
+            again = type(wait) is Again
             seen = current
             wait = min(_slot_wait(wait, policy, deadline_at, self.clock), policy.max_wait - held)
             if wait <= 0.0:
@@ -533,13 +543,14 @@ class Retrier:
                         slot = yield slot
                     if slot > 0.0:
                         seen = 0 if self._confirm is None else self._confirm[0](key)
+                        again = type(slot) is Again
                         slot = _slot_wait(slot, policy, deadline_at, clock)
                         if slot > 0.0:
                             held = slot
                             yield Sleep(slot)
                             if self._confirm is not None:
                                 held = yield from self._reconfirm(
-                                    key, seen, held, policy, deadline_at
+                                    key, seen, held, policy, deadline_at, again
                                 )
                 # 2. Headers: the token, Idempotency-Key and X-Request-Id.
                 send = _SEND_PLAIN if added is None else Send(added)

@@ -58,7 +58,11 @@ Two mechanisms, both idle until an origin limits:
   woken on its slot asks `confirm` with the generation it read after `delay`: 0.0 when
   unchanged (no lock), else a fresh slot under the new view. Until some holder reads
   `generation`, a change voids nothing (holders that never ask keep their slots, and the new
-  pace begins after them).
+  pace begins after them). A pace read from what is left until a dated reset holds only until
+  that reset: no slot is given out more than a short step past it while no refill is known.
+  A send that would get one is told to wait for the reset with no slot behind the wait
+  (`Again`) and then asks `delay` afresh, so a crowd that reserved at a slow first reading is
+  not asleep for seconds on slots a faster pace learnt meanwhile cannot shorten.
 
 An origin that neither announces a limit nor refuses a send, reached by a client that never has
 more than `crowd` sends in flight, is never paced: `free` stays True, and once the origin is no
@@ -78,7 +82,7 @@ from typing import Any
 from ._ratelimit import QuotaState, announced_rate, read_limits, refill_state
 from ._state import Decision, Reason
 
-__all__ = ["HostGate", "origin_of"]
+__all__ = ["Again", "HostGate", "origin_of"]
 
 _NEVER = float("-inf")
 #: An announced partition not heard from for this long no longer sets the pace.
@@ -107,10 +111,19 @@ _RUN_GAP = 5.5
 _RUN_WINDOW = 0.5
 #: A refill is measured over readings at least this many seconds apart (see `_refilled`).
 _REFILL_SPAN = 0.1
+#: A horizon (see `_deferred`) passed without a newer reading moves on by this many seconds.
+_HORIZON_STEP = 0.25
 #: Units a span's reading may be off by (answers overtaking one another): not evidence.
 _REFILL_SLACK = 1
 #: ... and at least this many successes apart.
 _REFILL_FEWEST = 4
+
+
+class Again(float):
+    """A wait from `HostGate.delay` (or `confirm`) with no slot behind it: once waited out,
+    the send asks `delay` for its slot again instead of going (see `HostGate._deferred`)."""
+
+    __slots__ = ()
 
 
 def origin_of(url: str) -> str:
@@ -193,6 +206,9 @@ class _Origin:
     #: Bumped whenever the gate's view of the origin tightens (a rate cut, a pause, an
     #: announced limit): slots reserved under an older one are void (see `HostGate.confirm`).
     generation: int = 0
+    #: The dated reset the announced pace holds until (-inf: none): no slot is given out
+    #: past it (see `_deferred`).
+    horizon: float = float("-inf")
 
 
 class HostGate:
@@ -356,7 +372,8 @@ class HostGate:
             if entry is None:
                 entry = self._new(key, now)
             entry.last_seen = now
-            entry.answered += 1
+            if entry.answered < entry.reserved:
+                entry.answered += 1  # (an answer to a send from before the spell: not counted)
             if entry.learning:
                 self._landed_new(entry, now)
             if entry.flying:
@@ -487,6 +504,10 @@ class HostGate:
         # At most `burst` tokens bank up while idle, so a wait never ends in a stampede.
         earliest = max(entry.next_free, start - (self._burst - 1) * interval)
         slot = max(start, earliest)
+        if entry.horizon != _NEVER and self._confirming and slot > now:
+            wait = self._deferred(entry, now, slot)
+            if wait is not None:
+                return wait
         if entry.budget >= 0:
             if slot >= entry.budget_until:
                 entry.budget = -1  # its window reset: the next response says what is left
@@ -510,6 +531,22 @@ class HostGate:
             entry.last_delayed = now
         self._probe(entry, now)
         return slot - now
+
+    def _deferred(self, entry: _Origin, now: float, slot: float) -> Again | None:
+        """A send whose slot lies past the horizon: the wait until the horizon, after which it
+        asks `delay` again (`Again`: no slot is reserved); None when the slot is within it.
+
+        A pace read from what is left until a dated reset holds until that reset: after it the
+        quota is whole, and a refill may show meanwhile. A crowd reserving at a slow first
+        reading would otherwise sleep on slots seconds ahead that a faster pace learnt later
+        cannot wake. A horizon passed without a newer reading moves `_HORIZON_STEP` on."""
+        horizon = entry.horizon
+        if horizon <= now:
+            horizon = entry.horizon = now + _HORIZON_STEP
+        if slot <= horizon + _HORIZON_STEP:
+            return None  # (a slot just past it holds little back: no need to ask again)
+        entry.last_delayed = now
+        return Again(horizon - now)
 
     def _calm(self, key: str, entry: _Origin, now: float) -> bool:
         """Calm for a while: True, back to the free path; False, still paced at the rate
@@ -550,7 +587,8 @@ class HostGate:
         entry.window_successes += 1
         entry.episode_successes += 1
         entry.quiet_successes += 1
-        entry.answered += 1
+        if entry.answered < entry.reserved:
+            entry.answered += 1  # (an answer to a send from before the spell: not counted)
         entry.spent += 1
         if entry.paced:
             # When the answer came (a success's ``now`` may be when its request started).
@@ -584,6 +622,7 @@ class HostGate:
         entry.episode_start, entry.episode_successes = now, 0
         entry.idle_probe = 0.0
         entry.last_probe = _NEVER
+        entry.horizon = _NEVER
         kept = self._learned.get(key)
         if kept is not None and not measured:
             if kept[1] > now:
@@ -778,6 +817,10 @@ class HostGate:
                 # were given out at a pace the quota outgrew, so are they (the sends woken on
                 # them ask again, behind those reserving at the new pace).
                 self._changed(entry, now)
+        # A pace read from what is left holds until the dated reset; a refill shown holds on.
+        entry.horizon = (
+            now + state.reset if state is not None and state.reset and not refill else _NEVER
+        )
         remaining, reset = limits.remaining, limits.reset
         if remaining is None:
             return

@@ -28,6 +28,7 @@ from forbear import (
     RetryBudget,
     TokenSource,
 )
+from forbear._gate import Again
 from forbear.flow import Release, Replayable, Send, Sleep
 
 API = "https://api.example.test"
@@ -584,15 +585,17 @@ def test_a_send_woken_on_a_void_slot_waits_for_a_fresh_one(call: bool) -> None:
 
 
 def test_confirming_never_passes_max_wait_nor_the_deadline_and_ends() -> None:
-    """A gate that never confirms: the send asks again a few times at most, never waiting past
-    ``max_wait`` in all, nor past its deadline."""
+    """A gate that never confirms: the send asks again a bounded number of times, never
+    waiting past ``max_wait`` in all, nor past its deadline."""
     clock = Clock()
     stubborn = _ChangingGate(3.0, [4.0] * 100)
     played = run(retrier(clock=clock, gate=stubborn, policy=Policy(max_wait=8.0)), [200])
     assert played.sleeps == [3.0, 4.0, 1.0]
     assert played.sends == [None]
     played = run(retrier(clock=clock, gate=stubborn), [200])
-    assert played.sleeps == [3.0] + [4.0] * 4
+    assert played.sleeps == [3.0] + [4.0] * 14 + [1.0]  # max_wait (60 s) ends it
+    played = run(retrier(clock=clock, gate=_ChangingGate(3.0, [0.5] * 100)), [200])
+    assert played.sleeps == [3.0] + [0.5] * 32  # so does a bound on the times it asks
     played = run(retrier(clock=clock, gate=stubborn, policy=Policy(deadline=9.0)), [200])
     assert sum(played.sleeps) == pytest.approx(9.0)
 
@@ -602,6 +605,35 @@ def test_a_slot_not_waited_for_is_not_confirmed() -> None:
     gate = _ChangingGate(0.0, [5.0])
     assert run(retrier(gate=gate), [200]).sleeps == []
     assert gate.confirms == gate.generations == 0
+
+
+class _HorizonGate(_ChangingGate):
+    """A `_ChangingGate` whose first answers to `delay` are `Again` waits (no slot behind
+    them), then ``slot``."""
+
+    def __init__(self, slot: float, agains: Sequence[float]) -> None:
+        super().__init__(slot, [])
+        self.agains = list(agains)
+
+    def delay(self, key: str) -> Any:
+        self.keys.append(key)
+        return Again(self.agains.pop(0)) if self.agains else self.slot
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["flow", "first_slot"])
+def test_a_wait_with_no_slot_behind_it_asks_for_a_slot_again(first: bool) -> None:
+    """`Again`: after the wait, the send asks `delay` afresh (not `confirm`: it holds no slot
+    a view could void), and goes on the slot it then gets, confirmed as usual."""
+    clock = Clock()
+    gate = _HorizonGate(0.3, [1.0, 0.25])
+    shared = retrier(clock=clock, gate=gate)
+    if first:
+        played = play(shared.first_slot(API, clock.now), [], clock=clock)
+    else:
+        played = run(shared, [200])
+    assert played.sleeps == [1.0, 0.25, 0.3]
+    assert gate.keys == [API] * 3
+    assert gate.confirms == 1  # only the slot is confirmed
 
 
 def test_a_gate_without_confirm_keeps_its_slots() -> None:
