@@ -20,7 +20,10 @@ Two mechanisms, both idle until an origin limits:
     successes apart, are compared: the quota spent a unit on each success answered between
     them, so what it holds beyond that came back; less the answers that may have overtaken one
     another, that over the span is a refill it has shown (the most shown in the last few
-    seconds holds). The pace is what is left over the reset plus that refill. While the quota
+    seconds holds). Readings whole all along may name different resets: a quota read whole
+    all along refilled what was spent, whichever window it was in. The pace is what is left
+    over the reset plus that refill; the slot after the last one before the reset is at the
+    reset, never later at the pace read before it. While the quota
     stays whole across a span and well above empty, the refill counts twice (a probe); it
     settles where what is left holds steady above zero. A fixed window shows none (what is left
     falls by exactly the sends), so it is paced at what is left over the reset as before, and a
@@ -176,6 +179,9 @@ class _Origin:
     #: The reading a quota's refill is measured from: (when, remaining, its reset's Unix
     #: time, `spent` then); None: none yet.
     mark: tuple[float, int, float, int] | None = None
+    #: Every reading since the mark was whole: a span may then name another reset (a quota
+    #: read whole all along refilled what was spent, whichever window it was in).
+    all_whole: bool = False
     #: The refill the announced quota showed over its last span (sends per second; 0.0: none
     #: shown), and when.
     refill: float = 0.0
@@ -209,6 +215,8 @@ class _Origin:
     #: The dated reset the announced pace holds until (-inf: none): no slot is given out
     #: past it (see `_deferred`).
     horizon: float = float("-inf")
+    #: That reset, as read (the horizon moves on past it; this does not).
+    reset_at: float = float("-inf")
 
 
 class HostGate:
@@ -525,7 +533,10 @@ class HostGate:
                 if ends > slot:
                     slot = earliest = ends
             flying.append(slot)
-        entry.next_free = earliest + interval
+        following = earliest + interval
+        if earliest < entry.reset_at < following:
+            following = entry.reset_at  # the window's quota is whole again at its reset
+        entry.next_free = following
         entry.reserved += 1
         if slot > now:
             entry.last_delayed = now
@@ -622,7 +633,7 @@ class HostGate:
         entry.episode_start, entry.episode_successes = now, 0
         entry.idle_probe = 0.0
         entry.last_probe = _NEVER
-        entry.horizon = _NEVER
+        entry.horizon = entry.reset_at = _NEVER
         kept = self._learned.get(key)
         if kept is not None and not measured:
             if kept[1] > now:
@@ -818,7 +829,7 @@ class HostGate:
                 # them ask again, behind those reserving at the new pace).
                 self._changed(entry, now)
         # A pace read from what is left holds until the dated reset; a refill shown holds on.
-        entry.horizon = (
+        entry.horizon = entry.reset_at = (
             now + state.reset if state is not None and state.reset and not refill else _NEVER
         )
         remaining, reset = limits.remaining, limits.reset
@@ -827,9 +838,12 @@ class HostGate:
         # What is left, less the sends still in flight (the server has not counted them yet).
         in_flight = max(entry.reserved - entry.answered, 0)
         if entry.paced and entry.header_rate is not None and entry.header_rate != _NO_RATE:
-            # The quota refills at the pace: the send after those left waits for its unit.
+            # The quota refills at the pace: the send after those left waits for its unit. (A
+            # dated window with no refill shown does not: what is left is read from the pace
+            # itself, so the budget below keeps within it, and a spent one pauses.)
             short = in_flight + 1 - remaining
-            if short > 0 and (refill == 0.0 or remaining == 0):
+            window = state is not None and refill == 0.0
+            if short > 0 and not window and (refill == 0.0 or remaining == 0):
                 entry.next_free = max(entry.next_free, now + short / entry.rate)
             if refill > 0.0 or (remaining == 0 and pace is not None and pace.refilling):
                 # A quota refilling at a known rate: what is left is no budget to the reset,
@@ -878,8 +892,12 @@ class HostGate:
         left, at = state.remaining, state.at
         assert left is not None and at is not None
         mark = entry.mark
-        if mark is None or mark[2] != at or mark[0] > now:
+        whole = state.limit is not None and left >= state.limit - 1
+        if not whole:
+            entry.all_whole = False
+        if mark is None or mark[0] > now or (mark[2] != at and not entry.all_whole):
             entry.mark = (now, left, at, entry.spent)
+            entry.all_whole = whole
         elif now - mark[0] >= _REFILL_SPAN and entry.spent - mark[3] >= _REFILL_FEWEST:
             since, before, _, spent = mark
             # Answers overtake one another by about the sends in flight: not evidence.
@@ -892,6 +910,7 @@ class HostGate:
             # Whole at both ends: the quota kept up with the sends, which may go faster.
             entry.kept_up = state.limit is not None and min(left, before) >= state.limit - 1
             entry.mark = (now, left, at, entry.spent)
+            entry.all_whole = whole
         if now - entry.refill_last >= _BOUND_FRESH:
             entry.refill = 0.0  # nothing measured lately
         if entry.kept_up and state.limit is not None and 2 * left >= state.limit:

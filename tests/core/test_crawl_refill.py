@@ -134,3 +134,36 @@ def test_no_slot_is_given_out_far_past_a_dated_reset_at_the_pace_read_before_it(
     without._clock.now = 0.01  # type: ignore[attr-defined]
     without.succeeded(KEY, _headers(without._clock, 5, 1), 0.01)  # type: ignore[arg-type]
     assert not any(type(without.delay(KEY)) is Again for _ in range(40))
+
+
+def test_sends_in_flight_beyond_what_a_window_has_left_wait_for_its_reset_not_past_it() -> None:
+    """Five sends in flight when the window reads one left: the next send waits for the
+    reset (the window's budget), not for five more units at "one left within the second"
+    (what is left of a dated window is read as the pace itself: the sends in flight are no
+    units to wait for at it; read so, the next slot was five seconds away)."""
+    clock = VirtualClock()
+    gate = HostGate(clock=clock)
+    gate.generation(KEY)  # a flow that asks again after waiting
+    _feed(gate, clock, [(0.01, 9)])
+    for _ in range(5):
+        gate.delay(KEY)
+    _feed(gate, clock, [(0.02, 1)])
+    wait = gate.delay(KEY)
+    assert type(wait) is not Again
+    assert wait == pytest.approx(1.0)  # the reset, a second after the reading
+
+
+def test_a_quota_read_whole_all_along_shows_its_refill_across_resets() -> None:
+    """A slow client of a fast bucket: one reading a second, each whole and naming the next
+    second's reset, with successes between. No two readings name the same reset, but a quota
+    read whole all along refilled what was spent, whichever window it was in: the pace grows
+    past what is left over the reset instead of staying there."""
+    clock = VirtualClock()
+    gate = HostGate(clock=clock)
+    for second in range(3):
+        _feed(gate, clock, [(second + 0.5, 10)])
+        for n in range(6):
+            gate.succeeded(KEY, None, second + 0.55 + 0.07 * n)
+    _feed(gate, clock, [(3.5, 10)])
+    rate = gate.rate(KEY)
+    assert rate is not None and rate > 0.97 * 10 / 0.5 + 1.0, rate
