@@ -116,6 +116,8 @@ _RUN_WINDOW = 0.5
 _REFILL_SPAN = 0.1
 #: A horizon (see `_deferred`) passed without a newer reading moves on by this many seconds.
 _HORIZON_STEP = 0.25
+#: While a dated quota's refill is learnt, slots go out at most this many seconds ahead.
+_LOOKAHEAD = 0.5
 #: Units a span's reading may be off by (answers overtaking one another): not evidence.
 _REFILL_SLACK = 1
 #: ... and at least this many successes apart.
@@ -581,6 +583,11 @@ class HostGate:
         """A send to an origin with an in-flight limit answered: it no longer counts."""
         flying = entry.flying
         assert flying is not None
+        if not entry.ramping:
+            # Slots of holders that woke on them as the view changed, and then asked again,
+            # are no send: beyond the sends reserved and not yet answered, the oldest go.
+            for _ in range(len(flying) - max(entry.reserved - entry.answered, 0) - 1):
+                flying.popleft()
         sent = flying.popleft()
         took = max(self._clock() - sent, 0.0)
         entry.latency = took if entry.latency == 0.0 else 0.8 * entry.latency + 0.2 * took
@@ -828,10 +835,15 @@ class HostGate:
                 # were given out at a pace the quota outgrew, so are they (the sends woken on
                 # them ask again, behind those reserving at the new pace).
                 self._changed(entry, now)
-        # A pace read from what is left holds until the dated reset; a refill shown holds on.
-        entry.horizon = entry.reset_at = (
-            now + state.reset if state is not None and state.reset and not refill else _NEVER
-        )
+        if state is None or not state.reset:
+            entry.horizon = entry.reset_at = _NEVER
+        elif refill:
+            # A refill shown holds on past the reset, but is still being learnt: slots go out
+            # `_LOOKAHEAD` ahead at most, so a faster pace learnt next serves those after them.
+            entry.horizon, entry.reset_at = now + _LOOKAHEAD, _NEVER
+        else:
+            # A pace read from what is left holds until the dated reset.
+            entry.horizon = entry.reset_at = now + state.reset
         remaining, reset = limits.remaining, limits.reset
         if remaining is None:
             return

@@ -128,8 +128,9 @@ def test_no_slot_is_given_out_far_past_a_dated_reset_at_the_pace_read_before_it(
     _feed(gate, clock, [(0.01 + 0.02 * n, 5) for n in range(1, 40)])
     clock.now = 1.01
     later = [gate.delay(KEY) for _ in range(len(agains))]
-    assert not any(type(wait) is Again for wait in later)
     assert max(later) < 1.0, later  # at the first reading's pace (5/s): 6 s and more
+    # While the refill is learnt, slots go out half a second ahead at most (and a step).
+    assert all(wait <= 0.75 for wait in later if type(wait) is not Again)
     without = HostGate(clock=VirtualClock())  # no flow asks again: slots as before
     without._clock.now = 0.01  # type: ignore[attr-defined]
     without.succeeded(KEY, _headers(without._clock, 5, 1), 0.01)  # type: ignore[arg-type]
