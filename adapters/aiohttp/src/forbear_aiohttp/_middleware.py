@@ -9,17 +9,16 @@ copied onto a request for another origin.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextvars import ContextVar
 from types import EllipsisType
 from typing import Any
 
-import aiohttp
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 
 from forbear import Budget, EventHook, Gate, Policy, Retrier, TokenSource
 
-from ._attempts import Attempts
+from ._attempts import _GAVE_UP, Attempts, _timer_of
 
 __all__ = ["RetryMiddleware"]
 
@@ -28,15 +27,6 @@ _WHERE = "RetryMiddleware.overrides()"
 #: Set while forbear runs a request that carries a token: a request made meanwhile in the same
 #: context (the token exchange, using the same session) goes straight to the next handler.
 _IN_EXCHANGE: ContextVar[bool] = ContextVar("forbear_aiohttp_in_exchange", default=False)
-
-#: The error this task's last request gave up with, with that request's timer and middleware.
-#: aiohttp re-runs an idempotent request once after these errors (RFC 9112 section 9.3.1),
-#: through the middleware again; forbear has already retried by its policy, so that re-run
-#: gets the same error back without another send.
-_GAVE_UP: ContextVar[tuple[BaseException, object, object] | None] = ContextVar(
-    "forbear_aiohttp_gave_up", default=None
-)
-_RERUN_BY_AIOHTTP = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
 
 
 class RetryMiddleware:
@@ -108,45 +98,71 @@ class RetryMiddleware:
         copy._override = settings
         return copy
 
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        """Send ``request`` through ``handler`` until the core says stop."""
+    def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[ClientResponse]:
+        """Send ``request`` through ``handler`` until the core says stop (to be awaited).
+
+        A plain function handing back the core's coroutine: no frame of its own around the
+        retry loop. aiohttp's re-run is noted by `Attempts.raised`, which the core calls.
+        """
         if _IN_EXCHANGE.get():
-            return await handler(request)
+            return handler(request)
         gave_up = _GAVE_UP.get()
         if gave_up is not None:
             _GAVE_UP.set(None)
             if gave_up[1] is _timer_of(request) and gave_up[2] is self:
-                raise gave_up[0]
+                return _raise(gave_up[0])
         url = request.url
         # yarl has the URL parsed: its parts spell the origin cheaper than a cache would.
         origin = f"{url.scheme}://{url.host_port_subcomponent}"
         attempts = self._attempts
-        reset = None
         if attempts.token is not None:
-            attempts.strip(request, origin)
-            reset = _IN_EXCHANGE.set(True)
-        try:
-            return await self.retrier.run_async(
+            return self._exchanging(request, handler, origin)
+        override = self._override
+        if override is None:
+            return self.retrier.run_async(
                 # `Attempts.send` returns the handler's awaitable instead of being a coroutine
                 # function: awaited alike, one frame fewer (the protocol spells it `async def`).
                 attempts,  # type: ignore[arg-type]
-                (request, handler),
+                (request, handler, self),
                 request.method,
                 url,
+                request.headers,
+                origin=origin,
+            )
+        return self.retrier.run_async(
+            attempts,  # type: ignore[arg-type]
+            (request, handler, self),
+            request.method,
+            url,
+            request.headers,
+            origin=origin,
+            override=override,
+            where=_WHERE,
+        )
+
+    async def _exchanging(
+        self, request: ClientRequest, handler: ClientHandlerType, origin: str
+    ) -> ClientResponse:
+        """`__call__` for a middleware with a token: requests made meanwhile in this context
+        (the token exchange) go straight to the next handler."""
+        self._attempts.strip(request, origin)
+        reset = _IN_EXCHANGE.set(True)
+        try:
+            return await self.retrier.run_async(
+                self._attempts,  # type: ignore[arg-type]
+                (request, handler, self),
+                request.method,
+                request.url,
                 request.headers,
                 origin=origin,
                 override=self._override,
                 where=_WHERE,
             )
-        except _RERUN_BY_AIOHTTP as exc:
-            _GAVE_UP.set((exc, _timer_of(request), self))
-            raise
         finally:
-            if reset is not None:
-                _IN_EXCHANGE.reset(reset)
+            _IN_EXCHANGE.reset(reset)
 
 
-def _timer_of(request: ClientRequest) -> object:
-    # One timer per `ClientSession._request` call: it tells aiohttp's own re-run of a request
-    # from a new request to the same URL.
-    return getattr(request, "_timer", None)
+async def _raise(error: BaseException) -> ClientResponse:
+    raise error
