@@ -40,6 +40,11 @@ _GAVE_UP: ContextVar[tuple[BaseException, object, object] | None] = ContextVar(
 )
 _RERUN_BY_AIOHTTP = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
 
+#: False until the process builds a `RetryMiddleware` with a token or one gives up with an
+#: error aiohttp re-runs after: until then no context holds an exchange or a noted error, and
+#: `RetryMiddleware.__call__` skips reading them.
+watch = False
+
 
 class Attempts:
     """Sends attempts of aiohttp requests for the core's loop; one per `RetryMiddleware`."""
@@ -108,6 +113,8 @@ class Attempts:
     def raised(call: Call, error: BaseException) -> None:
         """The core is about to raise ``error``: noted when aiohttp re-runs a request after it."""
         if isinstance(error, _RERUN_BY_AIOHTTP):
+            global watch
+            watch = True
             _GAVE_UP.set((error, _timer_of(call[0]), call[2]))
 
     def strip(self, request: ClientRequest, origin: str) -> None:

@@ -18,6 +18,7 @@ from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, Clie
 
 from forbear import Budget, EventHook, Gate, Policy, Retrier, TokenSource
 
+from . import _attempts
 from ._attempts import _GAVE_UP, Attempts, _timer_of
 
 __all__ = ["RetryMiddleware"]
@@ -27,6 +28,9 @@ _WHERE = "RetryMiddleware.overrides()"
 #: Set while forbear runs a request that carries a token: a request made meanwhile in the same
 #: context (the token exchange, using the same session) goes straight to the next handler.
 _IN_EXCHANGE: ContextVar[bool] = ContextVar("forbear_aiohttp_in_exchange", default=False)
+
+#: No last origin yet (a scheme is never None: no URL matches it).
+_NO_ORIGIN: tuple[str | None, str | None, str] = (None, None, "")
 
 
 class RetryMiddleware:
@@ -44,7 +48,7 @@ class RetryMiddleware:
     re-raised unchanged (aiohttp's own type) with the attempt history as a note.
     """
 
-    __slots__ = ("_attempts", "_override", "retrier")
+    __slots__ = ("_attempts", "_origin", "_override", "retrier")
 
     def __init__(
         self,
@@ -73,7 +77,10 @@ class RetryMiddleware:
             on_event=on_event,
         )
         self._attempts = Attempts(inner, token)
+        if token is not None:
+            _attempts.watch = True
         self._override: Mapping[str, Any] | None = None
+        self._origin: tuple[str | None, str | None, str] = _NO_ORIGIN
 
     def __repr__(self) -> str:
         return f"RetryMiddleware(policy={self.retrier.policy!r}, token={self.retrier.token!r})"
@@ -96,6 +103,7 @@ class RetryMiddleware:
         if policy is not None:
             settings["policy"] = policy
         copy._override = settings
+        copy._origin = _NO_ORIGIN
         return copy
 
     def __call__(
@@ -106,16 +114,24 @@ class RetryMiddleware:
         A plain function handing back the core's coroutine: no frame of its own around the
         retry loop. aiohttp's re-run is noted by `Attempts.raised`, which the core calls.
         """
-        if _IN_EXCHANGE.get():
-            return handler(request)
-        gave_up = _GAVE_UP.get()
-        if gave_up is not None:
-            _GAVE_UP.set(None)
-            if gave_up[1] is _timer_of(request) and gave_up[2] is self:
-                return _raise(gave_up[0])
+        if _attempts.watch:
+            if _IN_EXCHANGE.get():
+                return handler(request)
+            gave_up = _GAVE_UP.get()
+            if gave_up is not None:
+                _GAVE_UP.set(None)
+                if gave_up[1] is _timer_of(request) and gave_up[2] is self:
+                    return _raise(gave_up[0])
         url = request.url
-        # yarl has the URL parsed: its parts spell the origin cheaper than a cache would.
-        origin = f"{url.scheme}://{url.host_port_subcomponent}"
+        # yarl has the URL parsed (aiohttp read these parts already): the origin of the last
+        # request is kept, so one to the same origin reuses its string (and its hash).
+        scheme, authority = url.scheme, url.host_port_subcomponent
+        last = self._origin
+        if authority == last[1] and scheme == last[0]:
+            origin = last[2]
+        else:
+            origin = f"{scheme}://{authority}"
+            self._origin = (scheme, authority, origin)
         attempts = self._attempts
         if attempts.token is not None:
             return self._exchanging(request, handler, origin)
