@@ -83,7 +83,12 @@ class SyncAdapter(Protocol[RequestT, ResponseT]):
 
 
 class AsyncAdapter(Protocol[RequestT, ResponseT]):
-    """An async client's part of the loop: `SyncAdapter` with ``send`` and ``release`` awaited."""
+    """An async client's part of the loop: `SyncAdapter` with ``send`` and ``release`` awaited.
+
+    It may also have ``raised(request, error)``: `forbear.Retrier.run_async` calls it with
+    every exception it is about to raise for ``request`` (the last attempt's error, or one
+    from waiting or a token exchange), for a client that must know how its request ended.
+    """
 
     async def send(self, request: RequestT, headers: Mapping[str, str] | None) -> ResponseT:
         """Send ``request`` once with ``headers`` set on it (None: nothing to add)."""

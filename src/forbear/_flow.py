@@ -311,78 +311,90 @@ class Retrier:
         override: Mapping[str, Any] | None = None,
         where: str = "overrides",
     ) -> ResponseT:
-        """The async twin of `run_sync`: sleeps with ``anyio.sleep`` (asyncio and trio)."""
-        # `_quick_key` written out: a call costs more than its work here.
-        key = None
-        if (
-            override is None
-            and not (self.idempotency_keys or self.request_ids)
-            and _OVERRIDES.get() is None
-        ):
-            if origin is None:
-                origin = _origin(url)
-            token = self.token
-            if token is None or origin not in token.origins:
-                key = origin if self._key is None else self._key(str(url))
-                if not self._gate_free(key):
-                    key = None
-        if key is None:
-            flow = self._flow(method, url, headers, origin, override, where)
-        else:
-            started = self.clock()
-            budget = self.budget
-            if budget is not None:
-                budget.deposit(key, now=started)
-            try:
-                response = await adapter.send(request, None)
-            except Exception as exc:
-                failed = adapter.failure(exc)
-                sent: Sent = (None, exc, None if failed is None else Outcome.error(failed))
+        """The async twin of `run_sync`: sleeps with ``anyio.sleep`` (asyncio and trio).
+
+        An adapter with ``raised`` hears of every exception raised here (see `AsyncAdapter`).
+        """
+        try:
+            # `_quick_key` written out: a call costs more than its work here.
+            key = None
+            if (
+                override is None
+                and not (self.idempotency_keys or self.request_ids)
+                and _OVERRIDES.get() is None
+            ):
+                if origin is None:
+                    origin = _origin(url)
+                token = self.token
+                if token is None or origin not in token.origins:
+                    key = origin if self._key is None else self._key(str(url))
+                    if not self._gate_free(key):
+                        key = None
+            if key is None:
+                flow = self._flow(method, url, headers, origin, override, where)
             else:
-                outcome = adapter.outcome(response)
-                status = outcome.status
-                if status is not None and status < 400:
-                    gate = self.gate
-                    if gate is not None:
-                        gate.succeeded(key, outcome.headers, started)
-                    if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
-                        self._succeeded(key, outcome, method, url, started, counted=True)
-                    return response
-                sent = (response, None, outcome)
-            flow = self._flow(method, url, headers, origin, override, where, (key, started, sent))
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                result = stop.value
-                if isinstance(result, BaseException):
-                    raise result from None
-                return result  # type: ignore[no-any-return]
-            error = None
-            kind = type(effect)
-            try:
-                if kind is Send:
-                    try:
-                        response = await adapter.send(request, effect.headers)  # type: ignore[union-attr]
-                    except Exception as exc:
-                        failed = adapter.failure(exc)
-                        value = (None, exc, None if failed is None else Outcome.error(failed))
-                    else:
-                        value = (response, None, adapter.outcome(response))
-                elif kind is Sleep:
-                    await anyio.sleep(effect.seconds)  # type: ignore[union-attr]
-                    value = None
-                elif kind is Release:
-                    await adapter.release(effect.response)  # type: ignore[union-attr]
-                    value = None
-                elif kind is Replayable:
-                    value = adapter.replayable(request)
+                started = self.clock()
+                budget = self.budget
+                if budget is not None:
+                    budget.deposit(key, now=started)
+                try:
+                    response = await adapter.send(request, None)
+                except Exception as exc:
+                    failed = adapter.failure(exc)
+                    sent: Sent = (None, exc, None if failed is None else Outcome.error(failed))
                 else:
-                    value = await effect.asynchronous(*effect.args)  # type: ignore[union-attr]
-            except BaseException as exc:
-                error = exc
+                    outcome = adapter.outcome(response)
+                    status = outcome.status
+                    if status is not None and status < 400:
+                        gate = self.gate
+                        if gate is not None:
+                            gate.succeeded(key, outcome.headers, started)
+                        if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+                            self._succeeded(key, outcome, method, url, started, counted=True)
+                        return response
+                    sent = (response, None, outcome)
+                flow = self._flow(
+                    method, url, headers, origin, override, where, (key, started, sent)
+                )
+            value: Any = None
+            error: BaseException | None = None
+            while True:
+                try:
+                    effect = flow.send(value) if error is None else flow.throw(error)
+                except StopIteration as stop:
+                    result = stop.value
+                    if isinstance(result, BaseException):
+                        raise result from None
+                    return result  # type: ignore[no-any-return]
+                error = None
+                kind = type(effect)
+                try:
+                    if kind is Send:
+                        try:
+                            response = await adapter.send(request, effect.headers)  # type: ignore[union-attr]
+                        except Exception as exc:
+                            failed = adapter.failure(exc)
+                            value = (None, exc, None if failed is None else Outcome.error(failed))
+                        else:
+                            value = (response, None, adapter.outcome(response))
+                    elif kind is Sleep:
+                        await anyio.sleep(effect.seconds)  # type: ignore[union-attr]
+                        value = None
+                    elif kind is Release:
+                        await adapter.release(effect.response)  # type: ignore[union-attr]
+                        value = None
+                    elif kind is Replayable:
+                        value = adapter.replayable(request)
+                    else:
+                        value = await effect.asynchronous(*effect.args)  # type: ignore[union-attr]
+                except BaseException as exc:
+                    error = exc
+        except BaseException as exc:
+            # No cost until something is raised: the adapter hears how the request ended.
+            raised = getattr(adapter, "raised", None)
+            if raised is not None:
+                raised(request, exc)
+            raise
 
     # -- the flow ----------------------------------------------------------------------------
 

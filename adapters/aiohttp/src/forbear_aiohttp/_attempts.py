@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Mapping
+from contextvars import ContextVar
 
 import aiohttp
 import anyio
@@ -20,14 +21,29 @@ from forbear.rules import RELEASE_SECONDS
 
 __all__ = ["Attempts"]
 
-#: One attempt's request: the request and the handler that sends it.
-Call = tuple[ClientRequest, ClientHandlerType]
+#: One attempt's request: the request, the handler that sends it, and the `RetryMiddleware`
+#: running it.
+Call = tuple[ClientRequest, ClientHandlerType, object]
 
 _new = tuple.__new__
 
 #: How many recent auth header values forbear remembers having attached (to strip them from a
 #: request to an origin the token does not belong to).
 _ATTACHED_MEMORY = 4
+
+#: The error this task's last request gave up with, with that request's timer and middleware.
+#: aiohttp re-runs an idempotent request once after these errors (RFC 9112 section 9.3.1),
+#: through the middleware again; forbear has already retried by its policy, so that re-run
+#: gets the same error back without another send.
+_GAVE_UP: ContextVar[tuple[BaseException, object, object] | None] = ContextVar(
+    "forbear_aiohttp_gave_up", default=None
+)
+_RERUN_BY_AIOHTTP = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+
+#: False until the process builds a `RetryMiddleware` with a token or one gives up with an
+#: error aiohttp re-runs after: until then no context holds an exchange or a noted error, and
+#: `RetryMiddleware.__call__` skips reading them.
+watch = False
 
 
 class Attempts:
@@ -44,7 +60,7 @@ class Attempts:
     def send(self, call: Call, headers: Mapping[str, str] | None) -> Awaitable[ClientResponse]:
         """One attempt, to be awaited. A plain function: a first send hands back the handler's
         own awaitable, one coroutine frame fewer per request than an ``async def`` around it."""
-        request, handler = call
+        request, handler, _ = call
         if headers or request.response is not None:
             return self._resend(request, handler, headers)
         inner = self.inner
@@ -93,6 +109,14 @@ class Attempts:
             # Unread, aiohttp closes the connection: an unbounded body is never drained.
             response.release()
 
+    @staticmethod
+    def raised(call: Call, error: BaseException) -> None:
+        """The core is about to raise ``error``: noted when aiohttp re-runs a request after it."""
+        if isinstance(error, _RERUN_BY_AIOHTTP):
+            global watch
+            watch = True
+            _GAVE_UP.set((error, _timer_of(call[0]), call[2]))
+
     def strip(self, request: ClientRequest, origin: str) -> None:
         """Remove a token forbear attached from a request to an origin the token is not for."""
         token = self.token
@@ -111,3 +135,9 @@ def _one_shot(payload: aiohttp.Payload) -> bool:
     if isinstance(payload, aiohttp.MultipartWriter):
         return any(_one_shot(part) for part, _, _ in payload)
     return False
+
+
+def _timer_of(request: ClientRequest) -> object:
+    # One timer per `ClientSession._request` call: it tells aiohttp's own re-run of a request
+    # from a new request to the same URL.
+    return getattr(request, "_timer", None)

@@ -9,17 +9,17 @@ copied onto a request for another origin.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextvars import ContextVar
 from types import EllipsisType
 from typing import Any
 
-import aiohttp
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
 
 from forbear import Budget, EventHook, Gate, Policy, Retrier, TokenSource
 
-from ._attempts import Attempts
+from . import _attempts
+from ._attempts import _GAVE_UP, Attempts, _timer_of
 
 __all__ = ["RetryMiddleware"]
 
@@ -29,14 +29,8 @@ _WHERE = "RetryMiddleware.overrides()"
 #: context (the token exchange, using the same session) goes straight to the next handler.
 _IN_EXCHANGE: ContextVar[bool] = ContextVar("forbear_aiohttp_in_exchange", default=False)
 
-#: The error this task's last request gave up with, with that request's timer and middleware.
-#: aiohttp re-runs an idempotent request once after these errors (RFC 9112 section 9.3.1),
-#: through the middleware again; forbear has already retried by its policy, so that re-run
-#: gets the same error back without another send.
-_GAVE_UP: ContextVar[tuple[BaseException, object, object] | None] = ContextVar(
-    "forbear_aiohttp_gave_up", default=None
-)
-_RERUN_BY_AIOHTTP = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+#: No last origin yet (a scheme is never None: no URL matches it).
+_NO_ORIGIN: tuple[str | None, str | None, str] = (None, None, "")
 
 
 class RetryMiddleware:
@@ -54,7 +48,7 @@ class RetryMiddleware:
     re-raised unchanged (aiohttp's own type) with the attempt history as a note.
     """
 
-    __slots__ = ("_attempts", "_override", "retrier")
+    __slots__ = ("_attempts", "_origin", "_override", "retrier")
 
     def __init__(
         self,
@@ -83,7 +77,10 @@ class RetryMiddleware:
             on_event=on_event,
         )
         self._attempts = Attempts(inner, token)
+        if token is not None:
+            _attempts.watch = True
         self._override: Mapping[str, Any] | None = None
+        self._origin: tuple[str | None, str | None, str] = _NO_ORIGIN
 
     def __repr__(self) -> str:
         return f"RetryMiddleware(policy={self.retrier.policy!r}, token={self.retrier.token!r})"
@@ -106,47 +103,82 @@ class RetryMiddleware:
         if policy is not None:
             settings["policy"] = policy
         copy._override = settings
+        copy._origin = _NO_ORIGIN
         return copy
 
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        """Send ``request`` through ``handler`` until the core says stop."""
-        if _IN_EXCHANGE.get():
-            return await handler(request)
-        gave_up = _GAVE_UP.get()
-        if gave_up is not None:
-            _GAVE_UP.set(None)
-            if gave_up[1] is _timer_of(request) and gave_up[2] is self:
-                raise gave_up[0]
+    def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[ClientResponse]:
+        """Send ``request`` through ``handler`` until the core says stop (to be awaited).
+
+        A plain function handing back the core's coroutine: no frame of its own around the
+        retry loop. aiohttp's re-run is noted by `Attempts.raised`, which the core calls.
+        """
+        if _attempts.watch:
+            if _IN_EXCHANGE.get():
+                return handler(request)
+            gave_up = _GAVE_UP.get()
+            if gave_up is not None:
+                _GAVE_UP.set(None)
+                if gave_up[1] is _timer_of(request) and gave_up[2] is self:
+                    return _raise(gave_up[0])
         url = request.url
-        # yarl has the URL parsed: its parts spell the origin cheaper than a cache would.
-        origin = f"{url.scheme}://{url.host_port_subcomponent}"
+        # yarl has the URL parsed (aiohttp read these parts already): the origin of the last
+        # request is kept, so one to the same origin reuses its string (and its hash).
+        scheme, authority = url.scheme, url.host_port_subcomponent
+        last = self._origin
+        if authority == last[1] and scheme == last[0]:
+            origin = last[2]
+        else:
+            origin = f"{scheme}://{authority}"
+            self._origin = (scheme, authority, origin)
         attempts = self._attempts
-        reset = None
         if attempts.token is not None:
-            attempts.strip(request, origin)
-            reset = _IN_EXCHANGE.set(True)
-        try:
-            return await self.retrier.run_async(
+            return self._exchanging(request, handler, origin)
+        override = self._override
+        if override is None:
+            return self.retrier.run_async(
                 # `Attempts.send` returns the handler's awaitable instead of being a coroutine
                 # function: awaited alike, one frame fewer (the protocol spells it `async def`).
                 attempts,  # type: ignore[arg-type]
-                (request, handler),
+                (request, handler, self),
                 request.method,
                 url,
+                request.headers,
+                origin=origin,
+            )
+        return self.retrier.run_async(
+            attempts,  # type: ignore[arg-type]
+            (request, handler, self),
+            request.method,
+            url,
+            request.headers,
+            origin=origin,
+            override=override,
+            where=_WHERE,
+        )
+
+    async def _exchanging(
+        self, request: ClientRequest, handler: ClientHandlerType, origin: str
+    ) -> ClientResponse:
+        """`__call__` for a middleware with a token: requests made meanwhile in this context
+        (the token exchange) go straight to the next handler."""
+        self._attempts.strip(request, origin)
+        reset = _IN_EXCHANGE.set(True)
+        try:
+            return await self.retrier.run_async(
+                self._attempts,  # type: ignore[arg-type]
+                (request, handler, self),
+                request.method,
+                request.url,
                 request.headers,
                 origin=origin,
                 override=self._override,
                 where=_WHERE,
             )
-        except _RERUN_BY_AIOHTTP as exc:
-            _GAVE_UP.set((exc, _timer_of(request), self))
-            raise
         finally:
-            if reset is not None:
-                _IN_EXCHANGE.reset(reset)
+            _IN_EXCHANGE.reset(reset)
 
 
-def _timer_of(request: ClientRequest) -> object:
-    # One timer per `ClientSession._request` call: it tells aiohttp's own re-run of a request
-    # from a new request to the same URL.
-    return getattr(request, "_timer", None)
+async def _raise(error: BaseException) -> ClientResponse:
+    raise error
