@@ -52,7 +52,9 @@ Two mechanisms, both idle until an origin limits:
   rate it reached (the run of 429s that follows measures the server's); an announcement paces
   at what it says, after the slots already given out; a remembered rate is used at once. Once
   nobody has waited on it for two periods, or after six doublings without a 429, the slow start
-  ends and the origin is free for good (until it limits).
+  ends and the origin is free for good (until it limits). A new origin's first 429 to a
+  client that formed no crowd (threads starting one after another, say) starts a slow start
+  too, from the first guess; one begun so goes on as a first guess when it ends.
 
 - Asking again. The view of an origin can tighten while sends sleep on slots it gave out
   ahead: a rate cut at a 429 (a slow start crossing the server's rate, a run of 429s
@@ -499,11 +501,17 @@ class HostGate:
             or now - entry.episode_start > _RAMP_DOUBLINGS * self._double_every
         ):
             # The slow start outgrew the client, or grew far, without an objection: not paced
-            # again until the origin limits.
-            entry.ramping = entry.paced = False
-            entry.flying = None
+            # again until the origin limits. (One begun at a 429 goes on as a first guess from
+            # the rate it reached, doubling until the server objects: the origin did limit.)
+            entry.ramping = False
             self._learnt(entry)
-            return start - now
+            if entry.last_429 == _NEVER:
+                entry.paced = False
+                entry.flying = None
+                return start - now
+            if not entry.limit:
+                entry.flying = None
+            entry.hold_rate = entry.rate
         if now - quiet_since > self._calm_after and self._calm(key, entry, now):
             return start - now
         if not entry.measured:
@@ -674,7 +682,12 @@ class HostGate:
         elif not entry.paced:
             # A first guess from recent successes; the first run of 429s corrects it quickly.
             guess = max(self._first_guess(entry, now) * 0.5, 1.0)
+            new = entry.learning
             self._start(key, entry, now, guess, measured=False)
+            if new and not entry.measured:
+                # A new origin's first 429 (its client was no crowd): a slow start from the
+                # guess, as a crowd's would be, instead of doubling every half second.
+                entry.ramping = True
         elif now - entry.last_429 > 0.5 and not self._resumed(entry, now):
             # The first 429 after a calm spell: the rate we were probing at just crossed the
             # server's. Hold just under it.

@@ -158,7 +158,7 @@ def test_first_guess_after_a_long_happy_path_still_reflects_recent_successes() -
 def test_paced_sends_are_spaced_one_interval_apart() -> None:
     """Sends reserved at once go one interval apart at the rate of their slot: a first guess
     gives the first gap, and the guess's doubling schedule only shortens the later ones."""
-    gate, _ = gate_at(burst=1)
+    gate, _ = gate_at(burst=1, learn_for=0.0)
     now = successes(gate, 0.0, 0.5, per_second=200)
     gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=now)
     rate = gate.rate(ORIGIN)
@@ -174,7 +174,7 @@ def test_paced_sends_are_spaced_one_interval_apart() -> None:
 def test_a_crowd_under_a_first_guess_follows_its_doubling_schedule() -> None:
     """2,000 sends reserved at once after a 429 with no success seen (a guess of 1/s) are spread
     over the guess's doubling schedule, seconds, not the 2,000 s the guess alone would take."""
-    gate, _ = gate_at(burst=2)
+    gate, _ = gate_at(burst=2, learn_for=0.0)
     gate.observe(ORIGIN, refused(), {"Retry-After": "1"}, now=0.0)
     assert gate.rate(ORIGIN) == 1.0
     slots = reservations(gate, 2000, now=1.0)
@@ -186,7 +186,7 @@ def test_a_crowd_under_a_first_guess_follows_its_doubling_schedule() -> None:
 
 def test_run_of_429s_measures_the_server_rate_and_holds_at_095() -> None:
     """Successes between 429s of one run give the server's rate; the pacer holds at 0.95 of it."""
-    gate, _ = gate_at()
+    gate, _ = gate_at(learn_for=0.0)
     now = successes(gate, 0.0, 1.0, per_second=1000)  # a generous first guess (~500 r/s)
     gate.observe(ORIGIN, refused(), {}, now=now)
     episode, let_through = now, 0
@@ -244,7 +244,7 @@ def test_probing_waits_while_the_client_does_not_use_the_rate() -> None:
 
 def test_unmeasured_first_guess_doubles_until_the_server_objects() -> None:
     """A first guess (no run measured yet) doubles every half second of calm."""
-    gate, _ = gate_at()
+    gate, _ = gate_at(learn_for=0.0)
     now = successes(gate, 0.0, 0.5, per_second=200)
     gate.observe(ORIGIN, refused(), {}, now=now)
     guess = gate.rate(ORIGIN)
@@ -256,7 +256,7 @@ def test_unmeasured_first_guess_doubles_until_the_server_objects() -> None:
 def test_calm_crossing_holds_just_under_the_rate_that_crossed() -> None:
     """The first 429 after calm (a second of successes at the pace) marks the probe's rate as
     too high: hold at 0.95 of it."""
-    gate, _ = gate_at()
+    gate, _ = gate_at(learn_for=0.0)
     now = successes(gate, 0.0, 0.5, per_second=200)
     gate.observe(ORIGIN, refused(), {}, now=now)
     gate.delay(ORIGIN, now=now + 1.0)
@@ -272,7 +272,7 @@ def test_refused_again_after_their_retry_after_the_run_goes_on() -> None:
     little getting through between: the run of 429s goes on and measures the server's rate
     (here 3 successes in its last half second, trusted in part), instead of holding
     just under the pace as after a calm spell (which, wave after wave, cut 5 % a second)."""
-    gate, _ = gate_at()
+    gate, _ = gate_at(learn_for=0.0)
     now = successes(gate, 0.0, 0.5, per_second=200)
     gate.observe(ORIGIN, refused(), {}, now=now)  # a first guess: paced from here
     gate.delay(ORIGIN, now=now + 0.01)
@@ -552,7 +552,7 @@ def test_a_wait_nobody_honours_pauses_nobody() -> None:
 
 def test_probing_counts_from_the_end_of_a_pause() -> None:
     """Seconds spent paused teach nothing: the rate after a pause starts from the hold."""
-    gate, _ = gate_at()
+    gate, _ = gate_at(learn_for=0.0)
     now = successes(gate, 0.0, 0.5, per_second=200)
     gate.observe(ORIGIN, refused(wait=10.0), {"Retry-After": "10"}, now=now)
     guess = gate.rate(ORIGIN)
