@@ -13,6 +13,11 @@
    for the sequential runs, the client process's CPU time per request (which a busy machine
    shakes far less than wall-clock rates).
 
+Only forbear is measured here, against the bare adapter. The comparison with urllib3's own
+``Retry``, and the in-process figure over a real ``HTTPAdapter`` (its urllib3 pool answering
+without a socket, where forbear's code meets caches the inner's work has filled: about twice
+this script's figure), are `benchmarks.scenarios.happy`'s.
+
 Run ``python -m benchmarks.bench_requests`` from the repository root (``--smoke`` for a tiny
 run that only checks numbers come out, ``--json PATH`` to keep the figures).
 """

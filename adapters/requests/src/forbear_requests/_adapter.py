@@ -83,8 +83,11 @@ class RetryAdapter(BaseAdapter):
         """Send ``request`` through ``inner``, retrying as the core decides; ``timeout`` bounds
         each attempt. The final response is returned unread, as ``inner.send`` returned it."""
         url = request.url or ""
-        # The origin, from the cache `_origin` keeps, inline: this runs on every request.
-        end = url.find("/", url.find("://") + 3)
+        # The origin, from the cache `_origin` keeps, inline: this runs on every request. One
+        # search, for the first "/" past "http://" (7) or "https://" (8): the prefix before it
+        # is only ever a key there when it is this URL's own ``scheme://authority`` (keys hold
+        # no "/" past their "://"); any other URL misses and goes through `_origin`.
+        end = url.find("/", 8)
         origin = _ORIGINS.get(url[:end]) if end > 0 else None
         body = request.body
         return self.retrier.run_sync(
