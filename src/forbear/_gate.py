@@ -766,14 +766,18 @@ class HostGate:
         entry.episode_start, entry.episode_successes = now, 0
         self._changed(entry, now)
 
-    def _changed(self, entry: _Origin, now: float) -> None:
+    def _changed(self, entry: _Origin, now: float, *, spaced: bool = False) -> None:
         """The view of the origin tightened: slots reserved ahead under the old one are void.
         Their holders ask again after waiting (`confirm`), so the schedule restarts from now.
         (Holders that never ask keep theirs: the new pace begins after them.)"""
         entry.generation += 1
         if not self._confirming:
             return
-        if entry.next_free > now:
+        if spaced and entry.paced and entry.rate > 0.0:
+            # Announcements read one after another (each a cut) would each let one send go at
+            # once: the schedule restarts one interval of the new pace from now.
+            entry.next_free = min(entry.next_free, now + 1.0 / entry.rate)
+        elif entry.next_free > now:
             entry.next_free = now
         flying = entry.flying
         while flying and flying[-1] > now:
@@ -847,7 +851,7 @@ class HostGate:
                 # Tighter: the slots given out ahead are void. Looser by a refill shown: they
                 # were given out at a pace the quota outgrew, so are they (the sends woken on
                 # them ask again, behind those reserving at the new pace).
-                self._changed(entry, now)
+                self._changed(entry, now, spaced=True)
         if state is None or not state.reset:
             entry.horizon = entry.reset_at = _NEVER
         elif refill:

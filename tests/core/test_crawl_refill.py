@@ -168,3 +168,20 @@ def test_a_quota_read_whole_all_along_shows_its_refill_across_resets() -> None:
     _feed(gate, clock, [(3.5, 10)])
     rate = gate.rate(KEY)
     assert rate is not None and rate > 0.97 * 10 / 0.5 + 1.0, rate
+
+
+def test_answers_read_one_after_another_do_not_each_let_a_send_go() -> None:
+    """The first crowd's answers come back together, each saying one fewer is left: each is a
+    cut of the pace, and a cut restarts the schedule. It restarts one interval of the new pace
+    from now, so the send asking after each reading waits its turn instead of going at once
+    into a bucket the crowd has drained (one 429 per reading, 6-10 in aiohttp's `x` crawl)."""
+    clock = VirtualClock()
+    gate = HostGate(clock=clock)
+    gate.generation(KEY)  # a flow that asks again after waiting
+    _feed(gate, clock, [(0.0250, 10)])
+    assert gate.delay(KEY) == 0.0  # the first send after the first reading
+    waits = []
+    for n, left in enumerate(range(9, 2, -1)):
+        _feed(gate, clock, [(0.0252 + 0.0003 * n, left)])
+        waits.append(gate.delay(KEY))
+    assert min(waits) > 0.05, waits
