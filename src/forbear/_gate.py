@@ -213,6 +213,8 @@ class _Origin:
     #: A slow start paces a crowd at a rate doubling every `double_every` from `start_rate`
     #: (the spell's `episode_start`), until the server objects or the client is the limit.
     ramping: bool = False
+    #: The origin announces its limits: a success's headers are read even when not paced.
+    announces: bool = False
     #: Bumped whenever the gate's view of the origin tightens (a rate cut, a pause, an
     #: announced limit): slots reserved under an older one are void (see `HostGate.confirm`).
     generation: int = 0
@@ -346,7 +348,12 @@ class HostGate:
     ) -> None:
         """Learn from a success to ``key`` at monotonic ``now`` (the happy path: no lock)."""
         entry = self._origins.get(key)
-        if entry is not None and not entry.paced and now - entry.window_start < 1.0:
+        if (
+            entry is not None
+            and not entry.paced
+            and now - entry.window_start < 1.0
+            and not entry.announces
+        ):
             if not entry.learning:
                 entry.window_successes += 1
                 return
@@ -793,6 +800,8 @@ class HostGate:
         limits = read_limits(headers)
         if limits is None:
             return
+        # It says its limits: every answer is read until it is paced (what is left falls).
+        entry.announces = True
         pace = announced_rate(limits)
         said, partition = (None, None) if pace is None else (pace.rate, pace.partition)
         bound = pace is not None and pace.bound

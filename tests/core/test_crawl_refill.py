@@ -185,3 +185,23 @@ def test_answers_read_one_after_another_do_not_each_let_a_send_go() -> None:
         _feed(gate, clock, [(0.0252 + 0.0003 * n, left)])
         waits.append(gate.delay(KEY))
     assert min(waits) > 0.05, waits
+
+
+def test_an_origin_announcing_a_full_bucket_is_read_on_every_answer() -> None:
+    """A new origin's first answer says its bucket is full: no pace yet (what is left of a
+    full bucket says nothing about its rate). The answers after it in the same second are read
+    too, not skipped as a calm origin's are, so the pace starts as what is left falls, before
+    the bucket is spent (requests' threads met 2-6 429s after the first answer otherwise)."""
+    clock = VirtualClock()
+    gate = HostGate(clock=clock)
+
+    def answer(at: float, remaining: int, reset: str) -> None:
+        clock.now = at
+        headers = {"RateLimit-Limit": "11", "RateLimit-Remaining": str(remaining)}
+        gate.succeeded(KEY, {**headers, "RateLimit-Reset": reset}, at)
+
+    answer(0.006, 10, "0.005")
+    assert gate.rate(KEY) is None
+    answer(0.008, 9, "0.01")
+    answer(0.010, 6, "0.025")
+    assert gate.rate(KEY) is not None
