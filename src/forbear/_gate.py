@@ -23,8 +23,8 @@ Two mechanisms, both idle until an origin limits:
     seconds holds). Readings whole all along may name different resets: a quota read whole
     all along refilled what was spent, whichever window it was in. The pace is what is left
     over the reset plus that refill; the slot after the last one before the reset is at the
-    reset, never later at the pace read before it. While the quota
-    stays whole across a span and well above empty, the refill counts twice (a probe); it
+    reset, never later at the pace read before it. While the quota stays whole across a span
+    and well above empty, the refill counts twice (a probe); it
     settles where what is left holds steady above zero. A fixed window shows none (what is left
     falls by exactly the sends), so it is paced at what is left over the reset as before, and a
     spent one still waits for its reset; a quota that has shown a refill is paced when spent,
@@ -880,8 +880,7 @@ class HostGate:
             # dated window with no refill shown does not: what is left is read from the pace
             # itself, so the budget below keeps within it, and a spent one pauses.)
             short = in_flight + 1 - remaining
-            window = state is not None and refill == 0.0
-            if short > 0 and not window and (refill == 0.0 or remaining == 0):
+            if short > 0 and (state is None or (refill > 0.0 and remaining == 0)):
                 entry.next_free = max(entry.next_free, now + short / entry.rate)
             if refill > 0.0 or (remaining == 0 and pace is not None and pace.refilling):
                 # A quota refilling at a known rate: what is left is no budget to the reset,
