@@ -119,7 +119,7 @@ def _origin(url: object) -> str:
     return origin
 
 
-#: Bound once, for `Retrier.run_sync`'s first send: a method of an imported name (or a callable
+#: Bound once, for the runners' first send: a method of an imported name (or a callable
 #: kept on an instance) called as ``obj.name()`` is looked up through its type on every call;
 #: read into a name and then called, the interpreter's specialized paths serve it.
 _scoped_overrides = _OVERRIDES.get
@@ -330,19 +330,21 @@ class Retrier:
             if (
                 override is None
                 and not (self.idempotency_keys or self.request_ids)
-                and _OVERRIDES.get() is None
+                and _scoped_overrides() is None
             ):
                 if origin is None:
                     origin = _origin(url)
                 token = self.token
                 if token is None or origin not in token.origins:
                     key = origin if self._key is None else self._key(str(url))
-                    if not self._gate_free(key):
+                    gate_free = self._gate_free  # read, then called: see `_scoped_overrides`
+                    if not gate_free(key):
                         key = None
             if key is None:
                 flow = self._flow(method, url, headers, origin, override, where)
             else:
-                started = self.clock()
+                clock = self.clock
+                started = clock()
                 budget = self.budget
                 if budget is not None:
                     budget.deposit(key, now=started)
@@ -353,12 +355,12 @@ class Retrier:
                     sent: Sent = (None, exc, None if failed is None else Outcome.error(failed))
                 else:
                     outcome = adapter.outcome(response)
-                    status = outcome.status
+                    status = outcome[0]  # `Outcome.status`, by index: no descriptor looked up
                     if status is not None and status < 400:
                         gate = self.gate
                         if gate is not None:
-                            gate.succeeded(key, outcome.headers, started)
-                        if self.on_event is not None or _Hub.hooks or logger.isEnabledFor(10):
+                            gate.succeeded(key, outcome[1], started)  # `Outcome.headers`
+                        if self.on_event is not None or _Hub.hooks or _logs(10):
                             self._succeeded(key, outcome, method, url, started, counted=True)
                         return response
                     sent = (response, None, outcome)
