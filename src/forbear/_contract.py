@@ -19,7 +19,7 @@ from ._budget import RetryBudget
 from ._gate import HostGate
 from ._policy import Policy
 from ._retry_after import header_value
-from ._state import Decision, ErrorKind, Outcome
+from ._state import Decision, ErrorKind, Reading
 
 __all__ = [
     "OVERRIDE_KEYS",
@@ -69,8 +69,9 @@ class SyncAdapter(Protocol[RequestT, ResponseT]):
     def send(self, request: RequestT, headers: Mapping[str, str] | None) -> ResponseT:
         """Send ``request`` once with ``headers`` set on it (None: nothing to add)."""
 
-    def outcome(self, response: ResponseT) -> Outcome:
-        """The response's status and headers as an `Outcome`."""
+    def outcome(self, response: ResponseT) -> Reading:
+        """The response's status and headers as an `Outcome`, or as the plain tuple of its
+        fields ``(status, headers, None)``, which costs a third as much to make."""
 
     def failure(self, error: Exception) -> ErrorKind | None:
         """The kind of a transport error raised by `send`; None: not forbear's to judge."""
@@ -93,8 +94,9 @@ class AsyncAdapter(Protocol[RequestT, ResponseT]):
     async def send(self, request: RequestT, headers: Mapping[str, str] | None) -> ResponseT:
         """Send ``request`` once with ``headers`` set on it (None: nothing to add)."""
 
-    def outcome(self, response: ResponseT) -> Outcome:
-        """The response's status and headers as an `Outcome`."""
+    def outcome(self, response: ResponseT) -> Reading:
+        """The response's status and headers as an `Outcome`, or as the plain tuple of its
+        fields ``(status, headers, None)``, which costs a third as much to make."""
 
     def failure(self, error: Exception) -> ErrorKind | None:
         """The kind of a transport error raised by `send`; None: not forbear's to judge."""
@@ -207,7 +209,7 @@ _REPLAYABLE = Replayable()
 
 Effect = Send | Sleep | Release | Replayable | Call
 #: What a send produced: the response, the error, and the outcome (None: an error not judged).
-Sent = tuple[Any, "Exception | None", "Outcome | None"]
+Sent = tuple[Any, "Exception | None", "Reading | None"]
 Flow = Generator[Effect, Any, Any]
 
 

@@ -56,7 +56,7 @@ from ._events import _SENDING, Event, EventHook, Sending, _Hub, logger, redact_u
 from ._gate import Again, HostGate, origin_of
 from ._policy import Policy
 from ._retry_after import header_value
-from ._state import Action, Decision, Outcome, Reason, RetryState
+from ._state import Action, Decision, Outcome, Reading, Reason, RetryState
 from ._token import TokenSource
 
 __all__ = ["IDEMPOTENCY_KEY_METHODS", "Retrier"]
@@ -597,7 +597,7 @@ class Retrier:
                 if state is not None and state.history:
                     add_note(error, state.note())
                 return error
-            status = outcome.status
+            status = outcome[0]  # (an adapter's `Reading`, or an `Outcome`)
             if state is None:
                 if status is not None and status < 400:
                     self._succeeded(key, outcome, method, url, started, request_id, held, hook)
@@ -612,6 +612,8 @@ class Retrier:
             if state.replayable and not (yield _REPLAYABLE):
                 state = state._replace(replayable=False)
             # 4. The decision, the budget's admission inside it.
+            if type(outcome) is not Outcome:
+                outcome = Outcome._make(outcome)
             decision = decide(
                 policy,
                 state,
@@ -684,7 +686,7 @@ class Retrier:
     def _succeeded(
         self,
         key: str,
-        outcome: Outcome,
+        outcome: Reading,
         method: str,
         url: object,
         now: float,
@@ -698,12 +700,13 @@ class Retrier:
 
         The event emitted, or None when nobody listens (`_success_event` makes it on demand).
         """
+        status, headers, _ = outcome
         if self.gate is not None and not counted:
-            self.gate.succeeded(key, outcome.headers, now)
+            self.gate.succeeded(key, headers, now)
         if self.on_event is not None or hook is not None or _Hub.hooks or logger.isEnabledFor(10):
-            decision = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, outcome.status)
+            decision = Decision(Action.RETURN, 0.0, Reason.SUCCESS, 1, status)
             method = method if method.isupper() else method.upper()
-            return self._emit(decision, method, url, request_id, outcome.headers, held, hook)
+            return self._emit(decision, method, url, request_id, headers, held, hook)
         return None
 
     def _added(self, method: str, headers: Mapping[str, str] | Any) -> dict[str, str] | None:

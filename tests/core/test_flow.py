@@ -29,7 +29,7 @@ from forbear import (
     TokenSource,
 )
 from forbear._gate import Again
-from forbear.flow import Release, Replayable, Send, Sleep
+from forbear.flow import Reading, Release, Replayable, Send, Sleep
 
 API = "https://api.example.test"
 URL = f"{API}/v1/items"
@@ -545,6 +545,33 @@ def test_a_gate_without_free_is_asked_before_every_first_send() -> None:
     shared = Retrier(gate=gate, budget=None)  # type: ignore[arg-type]
     assert shared.run_sync(_Plain(), None, "GET", URL, {}) == "response"
     assert gate.asked == [API]
+
+
+class _Readings(_Plain):
+    """`_Plain` answering ``statuses`` in turn, read as plain tuples (`forbear.flow.Reading`)."""
+
+    def __init__(self, statuses: Sequence[int]) -> None:
+        self.statuses = list(statuses)
+        self.sent = 0
+
+    def send(self, request: object, headers: Any) -> str:
+        self.sent += 1
+        return "response"
+
+    def outcome(self, response: str) -> Reading:
+        return (self.statuses.pop(0), {"Retry-After": "0"}, None)
+
+
+@pytest.mark.parametrize("statuses", [[200], [503, 200], [429, 503, 404]])
+def test_an_adapter_may_read_outcomes_as_plain_tuples(statuses: list[int]) -> None:
+    """A `Reading` is judged as the `Outcome` it holds: each attempt's event names its status
+    and the request ends on the first answer the core does not retry."""
+    events: list[forbear.Event] = []
+    adapter = _Readings(statuses)
+    shared = Retrier(gate=None, budget=None, on_event=events.append)
+    assert shared.run_sync(adapter, None, "GET", URL, {}) == "response"
+    assert adapter.sent == len(statuses)
+    assert [event.status for event in events] == statuses
 
 
 # -- a slot waited out is confirmed ----------------------------------------------------------

@@ -54,6 +54,7 @@ SURFACES = {
         "CallSite",
         "Effect",
         "Flow",
+        "Reading",
         "Release",
         "Replayable",
         "Send",
