@@ -124,6 +124,10 @@ def _origin(url: object) -> str:
 #: read into a name and then called, the interpreter's specialized paths serve it.
 _scoped_overrides = _OVERRIDES.get
 _logs = logger.isEnabledFor
+#: The answers `_logs` keeps per level (logging empties this dict in place whenever a level
+#: changes): a success reads "no" here without calling it. A level not yet asked, or a logger
+#: without the cache, reads None and asks `_logs`.
+_logs_cached = getattr(logger, "_cache", {}).get
 
 
 def _always(key: str) -> bool:
@@ -269,7 +273,11 @@ class Retrier:
                     gate = self.gate
                     if gate is not None:
                         gate.succeeded(key, outcome[1], started)  # `Outcome.headers`
-                    if self.on_event is not None or _Hub.hooks or _logs(10):
+                    if (
+                        self.on_event is not None
+                        or _Hub.hooks
+                        or (_logs_cached(10) is not False and _logs(10))
+                    ):
                         self._succeeded(key, outcome, method, url, started, counted=True)
                     return response
                 sent = (response, None, outcome)
@@ -360,7 +368,11 @@ class Retrier:
                         gate = self.gate
                         if gate is not None:
                             gate.succeeded(key, outcome[1], started)  # `Outcome.headers`
-                        if self.on_event is not None or _Hub.hooks or _logs(10):
+                        if (
+                            self.on_event is not None
+                            or _Hub.hooks
+                            or (_logs_cached(10) is not False and _logs(10))
+                        ):
                             self._succeeded(key, outcome, method, url, started, counted=True)
                         return response
                     sent = (response, None, outcome)
