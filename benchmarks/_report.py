@@ -268,6 +268,14 @@ def _happy_markdown(data: dict[str, Any]) -> list[str]:
         "(interquartile range of the per-round difference).",
         "",
     ]
+    if data.get("settle"):
+        out += [
+            f"forbear's layers ran {data['settle']:g} s before they were timed, here and on "
+            "loopback: past a new origin's first seconds in their fresh gate (sends in flight "
+            "counted, a crowd's slow start), which the crawl measures. These rows are what "
+            "every request after them costs.",
+            "",
+        ]
     out += _table(
         ["client", "mode", "layer", "bare µs/req", "with layer", "added (IQR)"],
         [

@@ -76,7 +76,7 @@ FULL: dict[str, dict[str, Any]] = {
     },
 }
 SMOKE: dict[str, dict[str, Any]] = {
-    "happy": {"micro_rounds": 2, "micro_n": 200, "rounds": 2, "n": 32},
+    "happy": {"micro_rounds": 2, "micro_n": 200, "rounds": 2, "n": 32, "settle": 0.0},
     "crawl": {
         "urls": 30,
         "concurrency": 10,

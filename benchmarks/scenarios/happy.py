@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import io
 import statistics
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -83,12 +84,41 @@ def _iqr(values: list[float]) -> tuple[float, float]:
     return (low, high)
 
 
-def _interleave(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+#: Seconds a forbear layer runs before it is timed: past a new origin's first two seconds in
+#: its fresh gate (`forbear.HostGate`'s ``learn_for``), when sends in flight are counted and a
+#: crowd meets a slow start. Those are a process's first seconds at an origin (the crawl
+#: scenario's subject); these rows give what every request after them costs.
+SETTLE = 2.5
+
+
+def _settles(name: str) -> bool:
+    return name.startswith("forbear")
+
+
+def _warm(call: Callable[[], object], seconds: float) -> None:
+    """Run ``call`` once, and again until ``seconds`` have passed."""
+    until = time.monotonic() + seconds
+    call()
+    while time.monotonic() < until:
+        call()
+
+
+async def _warm_async(call: Callable[[], Awaitable[object]], seconds: float) -> None:
+    until = time.monotonic() + seconds
+    await call()
+    while time.monotonic() < until:
+        await call()
+
+
+def _interleave(
+    timers: dict[str, Callable[[], float]], rounds: int, settle: float = SETTLE
+) -> dict[str, list[float]]:
     """Every timer once per round, the order rotating; ``"bare"`` must be one of them."""
     names = list(timers)
     figures: dict[str, list[float]] = {name: [] for name in names}
     for name in names:
-        timers[name]()  # warm up: code paths hot, connections made
+        # Warm up: code paths hot, connections made (forbear's layers past `SETTLE`).
+        _warm(timers[name], settle if _settles(name) else 0.0)
     for index in range(rounds):
         shift = index % len(names)
         for name in [*names[shift:], *names[:shift]]:
@@ -266,7 +296,7 @@ def _as_coroutine_function(call: Callable[[], Awaitable[Any]]) -> Callable[[], A
     return function
 
 
-def micro_httpx(rounds: int, n: int) -> list[Row]:
+def micro_httpx(rounds: int, n: int, settle: float = SETTLE) -> list[Row]:
     """µs added per request by each httpx layer, sync and async."""
     rows = []
     for mode, is_async, timer in (
@@ -275,7 +305,7 @@ def micro_httpx(rounds: int, n: int) -> list[Row]:
     ):
         calls, libraries = _httpx_layers(is_async)
         timers = {name: _timer(timer, call, n) for name, call in calls.items()}
-        rows += _added_rows("httpx", mode, _interleave(timers, rounds), libraries)
+        rows += _added_rows("httpx", mode, _interleave(timers, rounds, settle), libraries)
     return rows
 
 
@@ -313,7 +343,7 @@ def _stub_pool_class() -> type:
     return StubPool
 
 
-def micro_requests(rounds: int, n: int) -> list[Row]:
+def micro_requests(rounds: int, n: int, settle: float = SETTLE) -> list[Row]:
     """µs added per request by forbear's `RetryAdapter` and by urllib3's ``Retry``."""
     import requests
     from forbear_requests import RetryAdapter
@@ -346,7 +376,7 @@ def micro_requests(rounds: int, n: int) -> list[Row]:
             return adapter.send(prepared).content
 
         timers[name] = _timer(bench_backoff._time_sync, send, n)
-    figures = _interleave(timers, rounds)
+    figures = _interleave(timers, rounds, settle)
     for adapter, _ in adapters.values():
         adapter.close()
     libraries = {name: library for name, (_, library) in adapters.items()}
@@ -356,7 +386,7 @@ def micro_requests(rounds: int, n: int) -> list[Row]:
 # -- in-process: aiohttp ------------------------------------------------------------------
 
 
-def micro_aiohttp(rounds: int, n: int) -> list[Row]:
+def micro_aiohttp(rounds: int, n: int, settle: float = SETTLE) -> list[Row]:
     """µs added per request by forbear's middleware and by aiohttp-retry's ``RetryClient``."""
     from aiohttp import ClientRequest, ClientResponse
     from forbear_aiohttp import RetryMiddleware
@@ -401,7 +431,10 @@ def micro_aiohttp(rounds: int, n: int) -> list[Row]:
         names = list(calls)
         figures: dict[str, list[float]] = {name: [] for name in names}
         for name in names:
-            await bench_aiohttp._per_request(calls[name], request, max(n // 10, 1))
+            await _warm_async(
+                lambda call=calls[name]: bench_aiohttp._per_request(call, request, max(n // 10, 1)),
+                settle if _settles(name) else 0.0,
+            )
         for index in range(rounds):
             shift = index % len(names)
             for name in [*names[shift:], *names[:shift]]:
@@ -420,7 +453,7 @@ def micro_aiohttp(rounds: int, n: int) -> list[Row]:
 # -- loopback -------------------------------------------------------------------------------
 
 
-def loopback_httpx(url: str, rounds: int, n: int) -> list[Row]:
+def loopback_httpx(url: str, rounds: int, n: int, settle: float = SETTLE) -> list[Row]:
     """httpx.AsyncClient req/s, bare vs each layer, sequential and 32 concurrent."""
     from forbear_httpx import RetryTransport
 
@@ -453,7 +486,12 @@ def loopback_httpx(url: str, rounds: int, n: int) -> list[Row]:
             names = list(clients)
             figures: dict[str, list[float]] = {name: [] for name in names}
             for name in names:
-                await bench_httpx._async_rate(clients[name], url, max(n // 4, 1), concurrency)
+                await _warm_async(
+                    lambda client=clients[name]: bench_httpx._async_rate(
+                        client, url, max(n // 4, 1), concurrency
+                    ),
+                    settle if _settles(name) else 0.0,
+                )
             for index in range(rounds):
                 shift = index % len(names)
                 for name in [*names[shift:], *names[:shift]]:
@@ -481,7 +519,7 @@ def _async_get(client: httpx.AsyncClient, raises: bool) -> Callable[[str], Await
     return get
 
 
-def loopback_requests(url: str, rounds: int, n: int) -> list[Row]:
+def loopback_requests(url: str, rounds: int, n: int, settle: float = SETTLE) -> list[Row]:
     """requests.Session req/s, bare vs urllib3 Retry vs `RetryAdapter`, sequential, 32 threads."""
     from forbear_requests import RetryAdapter
     from requests.adapters import HTTPAdapter
@@ -514,14 +552,17 @@ def loopback_requests(url: str, rounds: int, n: int) -> list[Row]:
             for name, session in sessions.items()
         }
         rows += _slower_rows(
-            "requests", "loopback, sequential", _interleave(sequential, rounds), libraries
+            "requests", "loopback, sequential", _interleave(sequential, rounds, settle), libraries
         )
         threaded: dict[str, Callable[[], float]] = {
             name: _threaded_timer(bench_requests._threaded_rate, session, url, n, pool)
             for name, session in sessions.items()
         }
         rows += _slower_rows(
-            "requests", f"loopback, {threads} threads", _interleave(threaded, rounds), libraries
+            "requests",
+            f"loopback, {threads} threads",
+            _interleave(threaded, rounds, settle),
+            libraries,
         )
     for session in sessions.values():
         session.close()
@@ -536,7 +577,7 @@ def _threaded_timer(rate: Any, session: Any, url: str, n: int, pool: Any) -> Cal
     return lambda: float(rate(session, url, n, pool))
 
 
-def loopback_aiohttp(url: str, rounds: int, n: int) -> list[Row]:
+def loopback_aiohttp(url: str, rounds: int, n: int, settle: float = SETTLE) -> list[Row]:
     """aiohttp req/s, bare vs forbear's middleware vs aiohttp-retry, sequential and 32 tasks."""
     import aiohttp
     from forbear_aiohttp import RetryMiddleware
@@ -559,7 +600,12 @@ def loopback_aiohttp(url: str, rounds: int, n: int) -> list[Row]:
             names = list(sessions)
             figures: dict[str, list[float]] = {name: [] for name in names}
             for name in names:
-                await bench_aiohttp._rate(sessions[name], url, max(n // 4, 1), concurrency)
+                await _warm_async(
+                    lambda session=sessions[name]: bench_aiohttp._rate(
+                        session, url, max(n // 4, 1), concurrency
+                    ),
+                    settle if _settles(name) else 0.0,
+                )
             for index in range(rounds):
                 shift = index % len(names)
                 for name in [*names[shift:], *names[:shift]]:
@@ -582,7 +628,15 @@ def loopback_aiohttp(url: str, rounds: int, n: int) -> list[Row]:
 
 
 def run(
-    url: str, server: str, *, micro_rounds: int, micro_n: int, rounds: int, n: int, log: Any = print
+    url: str,
+    server: str,
+    *,
+    micro_rounds: int,
+    micro_n: int,
+    rounds: int,
+    n: int,
+    settle: float = SETTLE,
+    log: Any = print,
 ) -> dict[str, Any]:
     """Every family, in-process then loopback; rows as dicts."""
     rows: list[Row] = []
@@ -591,7 +645,7 @@ def run(
         ("requests", micro_requests),
         ("aiohttp", micro_aiohttp),
     ):
-        got = measure(micro_rounds, micro_n)
+        got = measure(micro_rounds, micro_n, settle)
         for row in got:
             log(f"  {family:8} {row.mode:18} {row.layer:34} +{row.overhead:6.2f} µs/req")
         rows += got
@@ -600,7 +654,7 @@ def run(
         ("requests", loopback_requests),
         ("aiohttp", loopback_aiohttp),
     ):
-        got = loop(url, rounds, n)
+        got = loop(url, rounds, n, settle)
         for row in got:
             log(
                 f"  {family:8} {row.mode:28} {row.layer:34} {row.layered:7.0f} req/s "
@@ -613,5 +667,6 @@ def run(
         "micro_n": micro_n,
         "rounds": rounds,
         "n": n,
+        "settle": settle,
         "rows": [asdict(row) for row in rows],
     }
