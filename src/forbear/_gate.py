@@ -54,7 +54,10 @@ Two mechanisms, both idle until an origin limits:
   nobody has waited on it for two periods, or after six doublings without a 429, the slow start
   ends and the origin is free for good (until it limits). A new origin's first 429 to a
   client that formed no crowd (threads starting one after another, say) starts a slow start
-  too, from the first guess; one begun so goes on as a first guess when it ends.
+  too, from the first guess; one begun so goes on as a first guess when it ends. A slow start
+  doubles at most once a slot: one from a guess of a send a second has its second slot a
+  second away and has not doubled ten times by then, and a 429 halves the pace it last sent
+  at.
 
 - Asking again. The view of an origin can tighten while sends sleep on slots it gave out
   ahead: a rate cut at a 429 (a slow start crossing the server's rate, a run of 429s
@@ -67,7 +70,11 @@ Two mechanisms, both idle until an origin limits:
   that reset: no slot is given out more than a short step past it while no refill is known.
   A send that would get one is told to wait for the reset with no slot behind the wait
   (`Again`) and then asks `delay` afresh, so a crowd that reserved at a slow first reading is
-  not asleep for seconds on slots a faster pace learnt meanwhile cannot shorten.
+  not asleep for seconds on slots a faster pace learnt meanwhile cannot shorten. A slow
+  start's crowd read first with the quota nearly whole, but more of it in flight than is left,
+  voids the slots given out ahead too. While a quota paced at its refill is read spent, a
+  holder woken on time right behind one woken late (a busy event loop) waits out the rest of
+  one interval after it, on the same slot: the server counts sends, not slots.
 
 An origin that neither announces a limit nor refuses a send, reached by a client that never has
 more than `crowd` sends in flight, is never paced: `free` stays True, and once the origin is no
@@ -223,6 +230,13 @@ class _Origin:
     horizon: float = float("-inf")
     #: That reset, as read (the horizon moves on past it; this does not).
     reset_at: float = float("-inf")
+    #: The last reading left at most one unit of a quota paced at its refill: a send bunched
+    #: with the one before it meets an empty bucket (see `HostGate.confirm`).
+    tight: bool = False
+    #: When the last send that waited for its slot, or got one at once, went.
+    last_sent: float = float("-inf")
+    #: The interval between a slow start's last two slots (0.0: none yet).
+    ramp_interval: float = 0.0
 
 
 class HostGate:
@@ -334,9 +348,25 @@ class HostGate:
 
         The gate's view of an origin changes while sends sleep on slots: a rate cut at a 429,
         a pause, an announced limit. A send woken on a slot given out under an older view asks
-        again instead of going out on it. Unchanged (the common case): no lock."""
+        again instead of going out on it. Unchanged (the common case): no lock.
+
+        A holder woken late (a busy event loop, a thread scheduled late) goes out close behind
+        the next holder, woken on time. While the server says its quota is spent (`tight`),
+        such a send is told to wait out the rest of one interval after the send before it: its
+        slot still holds, so the wait is a plain float and the same generation confirms it."""
         entry = self._origins.get(key)
-        if entry is None or entry.generation == generation:
+        if entry is None:
+            return 0.0
+        if entry.generation == generation:
+            now = self._clock() if now is None else now
+            if entry.tight and entry.rate > 0.0:
+                with self._lock:
+                    gap = entry.last_sent + 1.0 / entry.rate - now
+                    if gap > 0.0:
+                        return gap
+                    entry.last_sent = now
+                    return 0.0
+            entry.last_sent = now
             return 0.0
         with self._lock:
             if entry.reserved > entry.answered:
@@ -526,6 +556,11 @@ class HostGate:
             # slot, rather than keeping the guess for all of them.
             self._probe(entry, max(start, entry.next_free))
         interval = 1.0 / entry.rate
+        if entry.ramping:
+            # A slow start doubles at most once a slot: one from a slow guess (a first slot a
+            # second away) has not doubled ten times by then, for it sent nothing meanwhile.
+            interval = max(interval, 0.5 * entry.ramp_interval)
+            entry.ramp_interval = interval
         # At most `burst` tokens bank up while idle, so a wait never ends in a stampede.
         earliest = max(entry.next_free, start - (self._burst - 1) * interval)
         slot = max(start, earliest)
@@ -557,6 +592,8 @@ class HostGate:
         entry.reserved += 1
         if slot > now:
             entry.last_delayed = now
+        else:
+            entry.last_sent = now  # it goes at once (a later one confirms its slot)
         self._probe(entry, now)
         return slot - now
 
@@ -656,6 +693,7 @@ class HostGate:
         entry.idle_probe = 0.0
         entry.last_probe = _NEVER
         entry.horizon = entry.reset_at = _NEVER
+        entry.ramp_interval = 0.0
         kept = self._learned.get(key)
         if kept is not None and not measured:
             if kept[1] > now:
@@ -768,7 +806,10 @@ class HostGate:
         entry.ramping = False
         if not entry.limit:
             entry.flying = None
-        entry.hold_rate = entry.rate = max(self._ramp_rate(entry, now) * 0.5, _SLOWEST)
+        reached = self._ramp_rate(entry, now)
+        if entry.ramp_interval > 0.0:
+            reached = min(reached, 1.0 / entry.ramp_interval)  # the pace it last sent at
+        entry.hold_rate = entry.rate = max(reached * 0.5, _SLOWEST)
         entry.measured = True
         entry.episode_start, entry.episode_successes = now, 0
         self._changed(entry, now)
@@ -875,6 +916,7 @@ class HostGate:
             return
         # What is left, less the sends still in flight (the server has not counted them yet).
         in_flight = max(entry.reserved - entry.answered, 0)
+        entry.tight = remaining <= 1 and entry.paced and entry.header_rate is not None
         if entry.paced and entry.header_rate is not None and entry.header_rate != _NO_RATE:
             # The quota refills at the pace: the send after those left waits for its unit. (A
             # dated window with no refill shown does not: what is left is read from the pace
@@ -917,7 +959,13 @@ class HostGate:
                     break
                 later += 1
             in_flight = max(in_flight - later, 0)
-        entry.budget, entry.budget_until = max(remaining - in_flight, 0), until
+        budget = max(remaining - in_flight, 0)
+        if budget == 0 and entry.ramping and entry.next_free > now:
+            # What is left is spent by the sends in flight (a slow start's crowd, read first
+            # with the quota still whole): the slots given out ahead are void, and their
+            # holders wait for the reset instead of going into an empty quota.
+            self._changed(entry, now, spaced=True)
+        entry.budget, entry.budget_until = budget, until
 
     def _refilled(self, entry: _Origin, state: QuotaState, now: float) -> float:
         """The refill ``state`` has shown, in sends per second, doubled while it stays full

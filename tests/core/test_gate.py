@@ -762,14 +762,34 @@ def test_a_slow_start_that_outgrows_the_client_ends_free() -> None:
 
 
 def test_a_429_after_the_first_period_cuts_the_slow_start_to_half() -> None:
-    """The slow start crossed the server's rate: it holds at half the rate it reached."""
+    """The slow start crossed the server's rate: it holds at half the rate it reached, the
+    pace of its last slot (a crowd reserving at once follows its schedule slot by slot)."""
     gate, _ = gate_at(crowd=1, start_rate=100.0, double_every=0.1)
     assert gate.free(ORIGIN)
-    gate.delay(ORIGIN, now=0.0)
+    slots = reservations(gate, 120, now=0.0)
+    assert slots[-1] > 0.3
     gate.observe(ORIGIN, refused(), {}, now=0.05)  # the crowd before it: carries on
     assert gate.rate(ORIGIN) == pytest.approx(100.0)
     gate.observe(ORIGIN, refused(), {}, now=0.3)
-    assert gate.rate(ORIGIN) == pytest.approx(100.0 * 2**3 / 2)
+    assert gate.rate(ORIGIN) == pytest.approx(100.0 * 2**3 / 2, rel=0.05)
+
+
+def test_a_slow_start_from_a_slow_guess_doubles_at_most_once_a_slot() -> None:
+    """A client that formed no crowd meets its first 429 after few successes: a slow start
+    from a guess of about one send a second. Its second slot is a second away; those after it
+    double at most once a slot (they sent nothing meanwhile), and a 429 then halves the pace
+    it sent at, not what ten doublings would have reached."""
+    gate, _ = gate_at(crowd=16, double_every=0.1)
+    assert gate.free(ORIGIN)
+    gate.observe(ORIGIN, refused(), {}, now=0.001)
+    assert gate.rate(ORIGIN) is not None
+    slots = reservations(gate, 6, now=0.002)
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert gaps[0] > 0.5
+    assert all(later >= 0.5 * earlier - 1e-9 for earlier, later in itertools.pairwise(gaps))
+    gate.observe(ORIGIN, refused(), {}, now=slots[2])
+    assert gate.rate(ORIGIN) <= 1.01 / gaps[-1]  # type: ignore[operator]
+    assert gate.rate(ORIGIN) < 50.0  # ten doublings of the guess would be 1,000
 
 
 def test_an_announced_rate_replaces_a_slow_start_and_voids_its_slots() -> None:
@@ -822,6 +842,50 @@ def test_a_rate_cut_voids_the_slots_ahead_and_their_holders_queue_again() -> Non
     interval = 1.0 / gate.rate(ORIGIN)  # type: ignore[operator]
     gaps = [b - a for a, b in itertools.pairwise(fresh)]
     assert min(gaps) >= interval - 1e-9
+
+
+def test_a_holder_woken_late_is_spaced_from_the_send_before_it_while_the_quota_is_spent() -> None:
+    """The quota is spent and refills at the pace: a holder woken late (a busy event loop)
+    goes out just before the next, woken on time, who then waits out the rest of one interval
+    after it (its slot still holds: the same generation confirms it). With units to spare,
+    nothing is spaced."""
+    gate, _ = gate_at(hold=1.0)
+    spent = {"RateLimit-Policy": '"b";q=20;w=1', "RateLimit": '"b";r=0;t=1'}
+    gate.observe(ORIGIN, success(), spent, now=0.0)
+    assert gate.rate(ORIGIN) == pytest.approx(20.0)
+    interval = 1 / 20
+    slots = reservations(gate, 3, now=0.0)
+    seen = gate.generation(ORIGIN)
+    late = slots[1] - 0.1 * interval  # the first slot's holder, woken late
+    assert gate.confirm(ORIGIN, seen, now=late) == 0.0
+    wait = gate.confirm(ORIGIN, seen, now=slots[1])
+    assert wait == pytest.approx(late + interval - slots[1])
+    assert gate.confirm(ORIGIN, seen, now=slots[1] + wait) == 0.0
+    assert gate.generation(ORIGIN) == seen
+    spare = {"RateLimit-Policy": '"b";q=20;w=1', "RateLimit": '"b";r=15;t=0'}
+    roomy, _ = gate_at(hold=1.0)
+    roomy.observe(ORIGIN, success(), spare, now=0.0)
+    slots = reservations(roomy, 3, now=0.0)
+    seen = roomy.generation(ORIGIN)
+    assert roomy.confirm(ORIGIN, seen, now=slots[1] - 0.1 * interval) == 0.0
+    assert roomy.confirm(ORIGIN, seen, now=slots[1]) == 0.0
+
+
+def test_a_slow_starts_slots_are_void_when_its_crowd_spends_what_the_first_reading_left() -> None:
+    """The first answer reads the quota nearly whole, but more sends of the slow start's crowd
+    are in flight than it has left: the slots given out ahead are void, and a holder woken on
+    one waits for the reset instead of going into an empty quota."""
+    gate, clock = gate_at(crowd=4, start_rate=200.0, hold=1.0)
+    assert all(gate.free(ORIGIN) for _ in range(4))
+    slots = reservations(gate, 20, now=0.0)
+    seen = gate.generation(ORIGIN)
+    whole = {"RateLimit-Limit": "11", "RateLimit-Remaining": "10", "RateLimit-Reset": "0.005"}
+    clock.now = 0.02
+    gate.observe(ORIGIN, success(), whole, now=0.02)
+    assert gate.generation(ORIGIN) != seen
+    ahead = [slot for slot in slots if slot > 0.02]
+    assert len(ahead) >= 10
+    assert ahead[0] + gate.confirm(ORIGIN, seen, now=ahead[0]) >= 0.025 - 1e-9
 
 
 def test_without_holders_that_ask_again_a_change_voids_nothing() -> None:
