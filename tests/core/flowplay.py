@@ -83,3 +83,23 @@ def play(
                 value = effect.sync(*effect.args)
             except Exception as exc:
                 error = exc
+
+
+class Plain:
+    """A sync adapter over plain values for `forbear.Retrier.run_sync`: every send answers
+    200 with the response ``"response"``."""
+
+    def send(self, request: object, headers: Any) -> str:
+        return "response"
+
+    def outcome(self, response: str) -> Outcome:
+        return Outcome.response(200, {})
+
+    def failure(self, error: Exception) -> None:
+        return None
+
+    def replayable(self, request: object) -> bool:
+        return True
+
+    def release(self, response: str) -> None:
+        pass

@@ -14,7 +14,7 @@ import traceback
 import uuid
 
 import pytest
-from flowplay import Answer, Played, play
+from flowplay import Answer, Plain, Played, play
 
 from forbear import (
     Action,
@@ -239,35 +239,16 @@ def test_retries_log_at_info_everything_else_at_debug(caplog: pytest.LogCaptureF
         assert record.getMessage() == record.forbear_event.message()  # type: ignore[attr-defined]
 
 
-class _Ok:
-    """A sync adapter over plain values whose every send answers 200."""
-
-    def send(self, request: object, headers: object) -> str:
-        return "ok"
-
-    def outcome(self, response: str) -> tuple[int, dict[str, str], None]:
-        return (200, {}, None)
-
-    def failure(self, error: Exception) -> None:
-        return None
-
-    def replayable(self, request: object) -> bool:
-        return True
-
-    def release(self, response: str) -> None:
-        pass
-
-
 def test_a_success_is_logged_once_the_level_is_lowered(caplog: pytest.LogCaptureFixture) -> None:
     """The runners' first send reads the logger's cached "no" for DEBUG; lowering the level
     later (logging empties that cache) makes the next success log at once."""
     retrier = Retrier(gate=None, budget=None)
     caplog.set_level(logging.INFO, logger="forbear")
-    assert retrier.run_sync(_Ok(), None, "GET", f"{API}/a", {}) == "ok"
-    assert retrier.run_sync(_Ok(), None, "GET", f"{API}/a", {}) == "ok"
+    assert retrier.run_sync(Plain(), None, "GET", f"{API}/a", {}) == "response"
+    assert retrier.run_sync(Plain(), None, "GET", f"{API}/a", {}) == "response"
     assert caplog.records == []
     caplog.set_level(logging.DEBUG, logger="forbear")
-    assert retrier.run_sync(_Ok(), None, "GET", f"{API}/b", {}) == "ok"
+    assert retrier.run_sync(Plain(), None, "GET", f"{API}/b", {}) == "response"
     assert [(r.levelno, r.forbear_event.action) for r in caplog.records] == [  # type: ignore[attr-defined]
         (logging.DEBUG, Action.RETURN)
     ]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from flowplay import Answer, Clock, Played, play
+from flowplay import Answer, Clock, Plain, Played, play
 
 import forbear
 from forbear import (
@@ -520,35 +520,16 @@ class _CountingGate:
         pass
 
 
-class _Plain:
-    """A sync adapter over plain values: every send answers 200."""
-
-    def send(self, request: object, headers: Any) -> str:
-        return "response"
-
-    def outcome(self, response: str) -> Outcome:
-        return Outcome.response(200, {})
-
-    def failure(self, error: Exception) -> None:
-        return None
-
-    def replayable(self, request: object) -> bool:
-        return True
-
-    def release(self, response: str) -> None:
-        pass
-
-
 def test_a_gate_without_free_is_asked_before_every_first_send() -> None:
     """The runner's shortcut for first sends is taken only when the gate says it holds nothing."""
     gate = _CountingGate()
     shared = Retrier(gate=gate, budget=None)  # type: ignore[arg-type]
-    assert shared.run_sync(_Plain(), None, "GET", URL, {}) == "response"
+    assert shared.run_sync(Plain(), None, "GET", URL, {}) == "response"
     assert gate.asked == [API]
 
 
-class _Readings(_Plain):
-    """`_Plain` answering ``statuses`` in turn, read as plain tuples (`forbear.flow.Reading`)."""
+class _Readings(Plain):
+    """`Plain` answering ``statuses`` in turn, read as plain tuples (`forbear.flow.Reading`)."""
 
     def __init__(self, statuses: Sequence[int]) -> None:
         self.statuses = list(statuses)
