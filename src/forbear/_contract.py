@@ -138,7 +138,8 @@ class Gate(Protocol):
 
         Optional, both or neither: ``generation(key) -> int``, the view a slot from `delay` is
         reserved under, and ``confirm(key, generation) -> float``, asked after waiting out a
-        slot: 0.0 when it still holds, else the wait for a fresh one (see `HostGate.confirm`).
+        slot: 0.0 to send now, else a wait after which the loop asks again (a fresh slot, or
+        the rest of one on the same; see `HostGate.confirm`).
         """
 
 
