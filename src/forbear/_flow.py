@@ -130,6 +130,14 @@ _logs = logger.isEnabledFor
 _logs_cached = getattr(logger, "_cache", {}).get
 
 
+#: The settings the runners' derived state (`Retrier._derive`) is worked out from.
+_DERIVED_FROM = frozenset(
+    {"gate", "budget", "token", "idempotency_keys", "request_ids", "clock", "wall"}
+)
+#: Books of no keys: the fast path's lookup for a gate or budget it cannot read in place.
+_NO_BOOKS: dict[str, Any] = {}
+
+
 def _always(key: str) -> bool:
     return True
 
@@ -183,22 +191,50 @@ class Retrier:
         self.clock = clock
         self.wall = wall
         self.rng = rng
+        self._derive()
+
+    #: Set once `_derive` has run: from then on a changed setting is derived again.
+    _derived = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # (Never through ``self.__dict__``: reading it makes the instance's attributes a
+        # plain dict, and the interpreter then reads them slowly on every request.)
+        object.__setattr__(self, name, value)
+        if self._derived and name in _DERIVED_FROM:
+            self._derive()  # a setting changed after construction: the fast path follows it
+
+    def _derive(self) -> None:
+        """What the runners read on every request, worked out once from the settings."""
+        gate, budget, token = self.gate, self.budget, self.token
+        #: No header to add: a first send may skip the flow.
+        self._plain = not (self.idempotency_keys or self.request_ids)
+        self._token_origins: frozenset[str] = frozenset() if token is None else token.origins
         #: The gate's cheap "holds nothing back for this key" check. A gate without one is
         #: asked for a slot on every send: the first send never skips it.
-        free = getattr(self.gate, "free", None)
+        free = getattr(gate, "free", None)
         self._gate_free: Callable[[str], bool] = (
-            _always if self.gate is None else _never if free is None else free
+            _always if gate is None else _never if free is None else free
         )
-        key = getattr(self.gate, "key", origin_of)
+        #: The process gate's and budget's own books, read in place on the fast path (see
+        #: `HostGate` "calm lanes" and `RetryBudget.deposit`); other implementations are asked
+        #: through their methods.
+        self._lane: Callable[[str], Any] = (
+            gate._origins.get if type(gate) is HostGate else _NO_BOOKS.get
+        )
+        self._account: Callable[[str], Any] = (
+            budget._accounts.get if type(budget) is RetryBudget else _NO_BOOKS.get
+        )
+        key = getattr(gate, "key", origin_of)
         self._key: Callable[[str], str] | None = None if key is origin_of else key
         #: The gate's check that a slot waited out still holds (`HostGate.confirm`), with the
         #: view it was reserved under; None for a gate without one: the slot is kept.
-        generation = getattr(self.gate, "generation", None)
-        confirm = getattr(self.gate, "confirm", None)
+        generation = getattr(gate, "generation", None)
+        confirm = getattr(gate, "confirm", None)
         self._confirm: tuple[Callable[[str], int], Callable[[str, int], Any]] | None = (
             None if generation is None or confirm is None else (generation, confirm)
         )
-        self._real_clocks = clock is time.monotonic and wall is time.time
+        self._real_clocks = self.clock is time.monotonic and self.wall is time.time
+        self._derived = True
 
     def __repr__(self) -> str:
         return f"Retrier(policy={self.policy!r}, token={self.token!r})"
@@ -224,8 +260,8 @@ class Retrier:
         method: str,
         url: object,
         headers: Mapping[str, str] | Any,
-        *,
         origin: str | None = None,
+        *,
         override: Mapping[str, Any] | None = None,
         where: str = "overrides",
     ) -> ResponseT:
@@ -236,31 +272,34 @@ class Retrier:
         when the client has it parsed already; ``override`` a per-request override mapping
         (named ``where`` in error messages).
         """
-        # `_quick_key` written out: a call costs more than its work here.
+        # `_quick_key` and `_first` written out: a call costs more than its work here.
         key = None
-        if (
-            override is None
-            and not (self.idempotency_keys or self.request_ids)
-            and _scoped_overrides() is None
-        ):
+        if override is None and self._plain and _scoped_overrides() is None:
             if origin is None:
                 origin = _origin(url)
-            token = self.token
-            if token is None or origin not in token.origins:
+            if origin not in self._token_origins:
                 key = origin if self._key is None else self._key(str(url))
-                gate_free = self._gate_free  # read, then called: see `_scoped_overrides`
-                if not gate_free(key):
-                    key = None
+                clock = self.clock  # (attributes read, then called: a call of ``self.x()`` is
+                lane_of = self._lane  # looked up as a method, slowly, on every request)
+                started = clock()
+                # The gate's calm lane (see `HostGate`): no call while it runs.
+                lane = lane_of(key)
+                if lane is None or started >= lane.calm_until:
+                    lane = None
+                    gate_free = self._gate_free  # read, then called: see `_scoped_overrides`
+                    if not gate_free(key):
+                        key = None
         if key is None:
             flow = self._flow(method, url, headers, origin, override, where)
         else:
             # The common case, unwrapped: one send, and on success nothing else to do
-            # (`_first` and `_succeeded` written out: no call a success does not need).
-            clock = self.clock
-            started = clock()
-            budget = self.budget
-            if budget is not None:
-                budget.deposit(key, now=started)
+            # (`RetryBudget.deposit` and `HostGate.succeeded` in place when they are those).
+            account_of = self._account
+            account = account_of(key)
+            if account is not None and started < account.end:
+                next(account.current)
+            elif self.budget is not None:
+                self.budget.deposit(key, now=started)
             try:
                 response = adapter.send(request, None)
             except Exception as exc:
@@ -270,9 +309,10 @@ class Retrier:
                 outcome = adapter.outcome(response)
                 status = outcome[0]  # `Outcome.status`, by index: no descriptor looked up
                 if status is not None and status < 400:
-                    gate = self.gate
-                    if gate is not None:
-                        gate.succeeded(key, outcome[1], started)  # `Outcome.headers`
+                    if lane is not None and started < lane.calm_until:
+                        lane.window_successes += 1
+                    elif self.gate is not None:
+                        self.gate.succeeded(key, outcome[1], started)  # `Outcome.headers`
                     if (
                         self.on_event is not None
                         or _Hub.hooks
@@ -323,8 +363,8 @@ class Retrier:
         method: str,
         url: object,
         headers: Mapping[str, str] | Any,
-        *,
         origin: str | None = None,
+        *,
         override: Mapping[str, Any] | None = None,
         where: str = "overrides",
     ) -> ResponseT:
@@ -333,29 +373,34 @@ class Retrier:
         An adapter with ``raised`` hears of every exception raised here (see `AsyncAdapter`).
         """
         try:
-            # `_quick_key` written out: a call costs more than its work here.
+            # `_quick_key` and `_first` written out: a call costs more than its work here.
             key = None
-            if (
-                override is None
-                and not (self.idempotency_keys or self.request_ids)
-                and _scoped_overrides() is None
-            ):
+            if override is None and self._plain and _scoped_overrides() is None:
                 if origin is None:
                     origin = _origin(url)
-                token = self.token
-                if token is None or origin not in token.origins:
+                if origin not in self._token_origins:
                     key = origin if self._key is None else self._key(str(url))
-                    gate_free = self._gate_free  # read, then called: see `_scoped_overrides`
-                    if not gate_free(key):
-                        key = None
+                    clock = self.clock  # (attributes read, then called: a call of ``self.x()`` is
+                    lane_of = self._lane  # looked up as a method, slowly, on every request)
+                    started = clock()
+                    # The gate's calm lane (see `HostGate`): no call while it runs.
+                    lane = lane_of(key)
+                    if lane is None or started >= lane.calm_until:
+                        lane = None
+                        gate_free = self._gate_free  # read, then called: see `_scoped_overrides`
+                        if not gate_free(key):
+                            key = None
             if key is None:
                 flow = self._flow(method, url, headers, origin, override, where)
             else:
-                clock = self.clock
-                started = clock()
-                budget = self.budget
-                if budget is not None:
-                    budget.deposit(key, now=started)
+                # The common case, unwrapped: one send, and on success nothing else to do
+                # (`RetryBudget.deposit` and `HostGate.succeeded` in place when they are those).
+                account_of = self._account
+                account = account_of(key)
+                if account is not None and started < account.end:
+                    next(account.current)
+                elif self.budget is not None:
+                    self.budget.deposit(key, now=started)
                 try:
                     response = await adapter.send(request, None)
                 except Exception as exc:
@@ -365,9 +410,10 @@ class Retrier:
                     outcome = adapter.outcome(response)
                     status = outcome[0]  # `Outcome.status`, by index: no descriptor looked up
                     if status is not None and status < 400:
-                        gate = self.gate
-                        if gate is not None:
-                            gate.succeeded(key, outcome[1], started)  # `Outcome.headers`
+                        if lane is not None and started < lane.calm_until:
+                            lane.window_successes += 1
+                        elif self.gate is not None:
+                            self.gate.succeeded(key, outcome[1], started)  # `Outcome.headers`
                         if (
                             self.on_event is not None
                             or _Hub.hooks
@@ -668,14 +714,11 @@ class Retrier:
         Nothing is needed when no override applies, no header is added (no token for this
         origin, no idempotency keys or request ids) and the gate holds nothing back for the key.
         """
-        if override is not None or self.idempotency_keys or self.request_ids:
-            return None
-        if _OVERRIDES.get() is not None:
+        if override is not None or not self._plain or _OVERRIDES.get() is not None:
             return None
         if origin is None:
             origin = _origin(url)
-        token = self.token
-        if token is not None and origin in token.origins:
+        if origin in self._token_origins:
             return None
         key = origin if self._key is None else self._key(str(url))
         return key if self._gate_free(key) else None

@@ -80,6 +80,13 @@ An origin that neither announces a limit nor refuses a send, reached by a client
 more than `crowd` sends in flight, is never paced: `free` stays True, and once the origin is no
 longer new a success takes no lock (but once a second, to roll its counters and read its
 headers). A crowd against such an origin is paced only by its slow start (about 0.6 s at most).
+
+Calm lanes. Such an origin's bookkeeping carries ``calm_until``, the end of its current
+success window, set where that window is rolled under the lock while the origin is neither
+paced, paused, new nor announcing, and void the moment any of those begins. `forbear.Retrier`
+reads it in place for a gate of exactly this class: before it, a send goes without `free` and
+its success is counted in ``window_successes`` without `succeeded` (what `succeeded` itself
+does then); after it, both are called as before, and the next success rolls the window.
 """
 
 from __future__ import annotations
@@ -237,6 +244,12 @@ class _Origin:
     last_sent: float = float("-inf")
     #: The interval between a slow start's last two slots (0.0: none yet).
     ramp_interval: float = 0.0
+    #: Its calm lane: until then (the end of the success window), a send goes without `free`
+    #: and a success is only counted in `window_successes`, by the retrier's runner in place
+    #: (see `HostGate`). Set only where `succeeded` rolls the window under the lock, to an
+    #: origin that is neither paced, paused, new nor announcing; void (-inf) once any of
+    #: those begins.
+    calm_until: float = float("-inf")
 
 
 class HostGate:
@@ -401,6 +414,9 @@ class HostGate:
                 entry = self._new(key, now)
             entry.last_seen = now
             self._on_success(key, entry, now, headers)
+            calm = not (entry.paced or entry.learning or entry.announces)
+            if calm and entry.paused_until == _NEVER:
+                entry.calm_until = entry.window_start + 1.0
 
     def observe(
         self,
@@ -680,6 +696,7 @@ class HostGate:
     def _start(self, key: str, entry: _Origin, now: float, rate: float, measured: bool) -> None:
         """A new pacing spell at ``rate``: learned afresh, unless the process knows better."""
         self._learnt(entry)
+        entry.calm_until = _NEVER
         # Slots a slow start gave out are taken: the new pace begins after them.
         entry.next_free = max(entry.next_free, now) if entry.ramping else now
         entry.ramping = False
@@ -819,6 +836,7 @@ class HostGate:
         Their holders ask again after waiting (`confirm`), so the schedule restarts from now.
         (Holders that never ask keep theirs: the new pace begins after them.)"""
         entry.generation += 1
+        entry.calm_until = _NEVER
         if not self._confirming:
             return
         if spaced and entry.paced and entry.rate > 0.0:
@@ -843,6 +861,7 @@ class HostGate:
             return
         # It says its limits: every answer is read until it is paced (what is left falls).
         entry.announces = True
+        entry.calm_until = _NEVER
         pace = announced_rate(limits)
         said, partition = (None, None) if pace is None else (pace.rate, pace.partition)
         bound = pace is not None and pace.bound
@@ -940,6 +959,7 @@ class HostGate:
                 entry.rate = entry.whole
             if until > entry.paused_until:
                 entry.paused_until = until
+                entry.calm_until = _NEVER
                 self._changed(entry, now)
             entry.budget = -1
             return
@@ -1008,6 +1028,7 @@ class HostGate:
         if informative:
             if now + wait > entry.paused_until:
                 entry.paused_until = now + wait
+                entry.calm_until = _NEVER
                 self._changed(entry, now)
             if not entry.paced:
                 span = max(now - entry.window_start, 0.1)

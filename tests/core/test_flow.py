@@ -112,6 +112,113 @@ def test_a_first_attempt_success_deposits_and_is_counted_by_the_gate() -> None:
     assert shared.budget.balance(API) == 1.0
 
 
+class _Spied(HostGate):
+    """Nothing but a `HostGate` of another class: the runners ask it through its methods."""
+
+
+def _counting(gate: HostGate) -> dict[str, int]:
+    """Count calls of ``gate``'s `free`, `delay` and `succeeded` (made through the instance)."""
+    calls = {"free": 0, "delay": 0, "succeeded": 0}
+    for name in calls:
+        method = getattr(gate, name)
+
+        def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            calls[_name] += 1
+            return _method(*args, **kw)
+
+        setattr(gate, name, counted)
+    return calls
+
+
+class _Ticking(Plain):
+    """`Plain`, each send taking ``step`` seconds of ``clock``."""
+
+    def __init__(self, clock: Clock, step: float) -> None:
+        self.clock = clock
+        self.step = step
+
+    def send(self, request: object, headers: Any) -> str:
+        self.clock.now += self.step
+        return "response"
+
+
+def _calm_run(gate_class: type[HostGate]) -> tuple[dict[str, int], float | None]:
+    """600 successes 4 ms apart (two window rolls), then a 429: the calls the gate got, and
+    the rate the 429 starts pacing at."""
+    clock = Clock()
+    gate = gate_class(clock=clock, learn_for=0.1)
+    calls = _counting(gate)  # (before the retrier reads the gate's methods)
+    shared = retrier(clock=clock, gate=gate)
+    adapter = _Ticking(clock, 0.004)
+    for _ in range(600):
+        assert shared.run_sync(adapter, None, "GET", URL, {}) == "response"
+    run(shared, [(429, {"Retry-After": "1"}), 200])
+    return calls, gate.rate(API)
+
+
+def test_successes_on_the_calm_lane_teach_the_gate_what_succeeded_would() -> None:
+    """The runner counts a calm origin's successes in place (`HostGate` calm lanes), only for a
+    gate of exactly that class: the rate a first 429 starts from is the same either way."""
+    in_place, rate = _calm_run(HostGate)
+    through_methods, expected = _calm_run(_Spied)
+    assert through_methods["free"] == 600
+    assert through_methods["succeeded"] == 601  # and the flow's own success after the 429
+    # New for 0.1 s, then calm: asked until the first roll after that, then once a second.
+    assert in_place["succeeded"] < 600 / 2
+    assert in_place["free"] < 600 / 2
+    assert rate is not None
+    assert rate == expected
+
+
+def test_a_429_voids_the_calm_lane_at_once() -> None:
+    """Once a 429 paces the origin, the next first send asks the gate for its slot."""
+    clock = Clock()
+    gate = HostGate(clock=clock, learn_for=0.0)
+    calls = _counting(gate)
+    shared = retrier(clock=clock, gate=gate)
+    adapter = _Ticking(clock, 0.004)
+    for _ in range(300):
+        shared.run_sync(adapter, None, "GET", URL, {})
+    calls.update(free=0, delay=0, succeeded=0)
+    shared.run_sync(adapter, None, "GET", URL, {})
+    assert calls == {"free": 0, "delay": 0, "succeeded": 0}  # on the lane
+    # A 429 answered to another client of the gate, at the same moment.
+    refused = forbear.Decision(Action.RETRY, 1.0, Reason.RETRY_AFTER, 1, 429, retry_after=1.0)
+    gate.observe(API, refused, {"Retry-After": "1"}, now=clock.now)
+    assert gate.rate(API) is not None
+    calls.update(free=0, delay=0, succeeded=0)
+    shared.run_sync(adapter, None, "GET", URL, {})
+    assert calls["free"] == 1 or calls["delay"] == 1
+
+
+def test_a_setting_changed_after_construction_is_followed() -> None:
+    """The runners work out what they read on every request from the settings once; setting
+    one again (a gate, a budget, a token) is followed from the next request on."""
+    clock = Clock()
+    old = HostGate(clock=clock)
+    calls = _counting(old)
+    shared = retrier(clock=clock, gate=old)
+    shared.gate = None
+    shared.budget = RetryBudget(ratio=1.0, min_per_second=0.0, clock=clock)
+    shared.token = TokenSource(lambda: "t0k3n", origins=[API])
+    adapter = _Headers()
+    shared.run_sync(adapter, None, "GET", URL, {})
+    assert calls == {"free": 0, "delay": 0, "succeeded": 0}
+    assert shared.budget.balance(API) == 1.0
+    assert adapter.sent == [{"Authorization": "Bearer t0k3n"}]
+
+
+class _Headers(Plain):
+    """`Plain`, keeping the headers each send added."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, request: object, headers: Any) -> str:
+        self.sent.append(headers)
+        return "response"
+
+
 # -- idempotency keys and request ids --------------------------------------------------------
 
 

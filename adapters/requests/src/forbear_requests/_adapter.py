@@ -96,7 +96,7 @@ class RetryAdapter(BaseAdapter):
             request.method or "GET",
             url,
             request.headers,
-            origin=_origin(url) if origin is None else origin,
+            _origin(url) if origin is None else origin,
         )
 
     def close(self) -> None:
