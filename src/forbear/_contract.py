@@ -219,6 +219,9 @@ Flow = Generator[Effect, Any, Any]
 _OVERRIDES: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "forbear_overrides", default=None
 )
+#: ``[True]`` once any `overrides` block has been entered in this process: until then no
+#: context holds one, and the runners' fast path does not read `_OVERRIDES` at all.
+_SCOPED = [False]
 
 
 @contextlib.contextmanager
@@ -233,6 +236,7 @@ def overrides(*, policy: Policy | None = None, retries: bool = True) -> Iterator
     if policy is not None:
         settings["policy"] = policy
     resolve_overrides(settings, Policy(), "forbear.overrides()")  # refuse bad values here
+    _SCOPED[0] = True
     reset = _OVERRIDES.set(settings)
     try:
         yield

@@ -32,6 +32,7 @@ from ._budget import RetryBudget
 from ._contract import (
     _OVERRIDES,
     _REPLAYABLE,
+    _SCOPED,
     _SEND_PLAIN,
     AsyncAdapter,
     Budget,
@@ -261,7 +262,6 @@ class Retrier:
         url: object,
         headers: Mapping[str, str] | Any,
         origin: str | None = None,
-        *,
         override: Mapping[str, Any] | None = None,
         where: str = "overrides",
     ) -> ResponseT:
@@ -270,11 +270,12 @@ class Retrier:
         Returns the last response untouched, or raises the last transport error unchanged with
         the attempt history as a note. ``origin`` is the request's ``scheme://host[:port]``
         when the client has it parsed already; ``override`` a per-request override mapping
-        (named ``where`` in error messages).
+        (named ``where`` in error messages). Adapters pass these three by position: the
+        interpreter specializes a call without keywords, and this one is made per request.
         """
         # `_quick_key` and `_first` written out: a call costs more than its work here.
         key = None
-        if override is None and self._plain and _scoped_overrides() is None:
+        if override is None and self._plain and (not _SCOPED[0] or _scoped_overrides() is None):
             if origin is None:
                 origin = _origin(url)
             if origin not in self._token_origins:
@@ -364,7 +365,6 @@ class Retrier:
         url: object,
         headers: Mapping[str, str] | Any,
         origin: str | None = None,
-        *,
         override: Mapping[str, Any] | None = None,
         where: str = "overrides",
     ) -> ResponseT:
@@ -375,7 +375,7 @@ class Retrier:
         try:
             # `_quick_key` and `_first` written out: a call costs more than its work here.
             key = None
-            if override is None and self._plain and _scoped_overrides() is None:
+            if override is None and self._plain and (not _SCOPED[0] or _scoped_overrides() is None):
                 if origin is None:
                     origin = _origin(url)
                 if origin not in self._token_origins:

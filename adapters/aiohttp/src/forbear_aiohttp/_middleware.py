@@ -145,7 +145,7 @@ class RetryMiddleware:
                 request.method,
                 url,
                 request.headers,
-                origin=origin,
+                origin,
             )
         return self.retrier.run_async(
             attempts,  # type: ignore[arg-type]
@@ -153,9 +153,9 @@ class RetryMiddleware:
             request.method,
             url,
             request.headers,
-            origin=origin,
-            override=override,
-            where=_WHERE,
+            origin,
+            override,
+            _WHERE,
         )
 
     async def _exchanging(
