@@ -458,10 +458,17 @@ def loopback_httpx(url: str, rounds: int, n: int, settle: float = SETTLE) -> lis
     from forbear_httpx import RetryTransport
 
     async def run(concurrency: int) -> tuple[dict[str, list[float]], dict[str, str]]:
-        clients: dict[str, Any] = {"bare": httpx.AsyncClient(limits=_LIMITS)}
+        # Every candidate's own pool, opened below with as many connections as the tasks.
+        pools: list[httpx.AsyncHTTPTransport] = []
+
+        def pool() -> httpx.AsyncHTTPTransport:
+            pools.append(httpx.AsyncHTTPTransport(limits=_LIMITS))
+            return pools[-1]
+
+        clients: dict[str, Any] = {"bare": httpx.AsyncClient(transport=pool())}
         libraries = {"bare": "httpx"}
         clients["forbear-httpx RetryTransport"] = httpx.AsyncClient(
-            transport=RetryTransport(httpx.AsyncHTTPTransport(limits=_LIMITS), **forbear_scope())
+            transport=RetryTransport(pool(), **forbear_scope())
         )
         libraries["forbear-httpx RetryTransport"] = "forbear"
         if available("httpx-retries"):
@@ -470,19 +477,24 @@ def loopback_httpx(url: str, rounds: int, n: int, settle: float = SETTLE) -> lis
 
             retry = Retry(total=ATTEMPTS - 1, backoff_factor=0.5, status_forcelist=RETRY_STATUSES)
             clients["httpx-retries RetryTransport"] = httpx.AsyncClient(
-                transport=PeerTransport(
-                    transport=httpx.AsyncHTTPTransport(limits=_LIMITS), retry=retry
-                )
+                transport=PeerTransport(transport=pool(), retry=retry)
             )
             libraries["httpx-retries RetryTransport"] = "httpx-retries"
         decorated = _decorators()
         owned = list(clients.values())
         for name, library, decorator, raises in decorated:
-            client = httpx.AsyncClient(limits=_LIMITS)
+            client = httpx.AsyncClient(transport=pool())
             owned.append(client)
             clients[name] = SimpleNamespace(get=decorator(_async_get(client, raises)))
             libraries[name] = library
         try:
+            # An httpx pool's speed depends on how many connections it holds (a pool of 32
+            # serves even one task at half the speed of a pool of one), and a pool keeps every
+            # connection it opened: each is opened here with ``concurrency`` at once, straight
+            # through its transport. (A layer whose gate paced the warm-up's first crowd would
+            # otherwise hold fewer, and look faster than the bare client.)
+            for transport in pools:
+                await _open(transport, url, concurrency)
             names = list(clients)
             figures: dict[str, list[float]] = {name: [] for name in names}
             for name in names:
@@ -507,6 +519,17 @@ def loopback_httpx(url: str, rounds: int, n: int, settle: float = SETTLE) -> lis
         figures, libraries = asyncio.run(run(concurrency))
         rows += _slower_rows("httpx", mode, figures, libraries)
     return rows
+
+
+async def _open(transport: httpx.AsyncHTTPTransport, url: str, connections: int) -> None:
+    """``connections`` requests at once straight through ``transport``: its pool opens as many."""
+
+    async def one() -> None:
+        response = await transport.handle_async_request(httpx.Request("GET", url))
+        await response.aread()
+        await response.aclose()
+
+    await asyncio.gather(*(one() for _ in range(connections)))
 
 
 def _async_get(client: httpx.AsyncClient, raises: bool) -> Callable[[str], Awaitable[Any]]:
