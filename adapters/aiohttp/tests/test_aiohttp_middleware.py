@@ -625,3 +625,21 @@ async def test_events_and_notes_never_carry_the_token(refused_port: int) -> None
     assert len(events) == 5
     assert all(e.url == f"http://127.0.0.1:{refused_port}/x" for e in events)
     assert secret not in repr(events) + " ".join(notes(caught.value)) + str(caught.value)
+
+
+async def test_each_request_is_keyed_by_its_own_origin(fault_server: FaultServer) -> None:
+    """The middleware keeps the last origin it read: a request to another origin, and one back,
+    is each counted under its own (a 429 from one paces that one only)."""
+    gate = HostGate()
+    with serve() as other:
+        other.script("/limited", [Reply(429, retry_after=0), Reply(200)])
+        async with session(gate=gate) as http:
+            for url in (
+                fault_server.url + "/ok",
+                other.url + "/limited",
+                fault_server.url + "/ok",
+            ):
+                async with http.get(url) as response:
+                    assert response.status == 200
+        assert gate.rate(forbear.origin_of(other.url)) is not None
+        assert gate.rate(forbear.origin_of(fault_server.url)) is None

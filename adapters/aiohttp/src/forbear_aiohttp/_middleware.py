@@ -15,6 +15,7 @@ from types import EllipsisType
 from typing import Any
 
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, ClientResponse
+from yarl import URL
 
 from forbear import Budget, EventHook, Gate, Policy, Retrier, TokenSource
 
@@ -31,6 +32,9 @@ _IN_EXCHANGE: ContextVar[bool] = ContextVar("forbear_aiohttp_in_exchange", defau
 
 #: No last origin yet (a scheme is never None: no URL matches it).
 _NO_ORIGIN: tuple[str | None, str | None, str] = (None, None, "")
+#: yarl keeps a URL's scheme and netloc in slots of these names (every yarl aiohttp 3.12 and
+#: later install); read by `RetryMiddleware.__call__` when present.
+_SLOTS = all(hasattr(URL("http://a.test/"), name) for name in ("_scheme", "_netloc"))
 
 
 class RetryMiddleware:
@@ -123,15 +127,22 @@ class RetryMiddleware:
                 if gave_up[1] is _timer_of(request) and gave_up[2] is self:
                     return _raise(gave_up[0])
         url = request.url
-        # yarl has the URL parsed (aiohttp read these parts already): the origin of the last
-        # request is kept, so one to the same origin reuses its string (and its hash).
-        scheme, authority = url.scheme, url.host_port_subcomponent
+        # yarl has the URL parsed: the origin of the last request is kept by its parts, so one
+        # to the same origin reuses its string (and its hash). The parts are yarl's own slots
+        # where it has them (plain attribute reads; its public properties are cached ones, two
+        # lookups each): the origin is a function of the scheme and the netloc either way.
+        scheme: str | None
+        netloc: str | None
+        if _SLOTS:
+            scheme, netloc = url._scheme, url._netloc
+        else:  # pragma: no cover - a yarl without the slots
+            scheme, netloc = url.scheme, url.host_port_subcomponent
         last = self._origin
-        if authority == last[1] and scheme == last[0]:
+        if netloc == last[1] and scheme == last[0]:
             origin = last[2]
         else:
-            origin = f"{scheme}://{authority}"
-            self._origin = (scheme, authority, origin)
+            origin = f"{url.scheme}://{url.host_port_subcomponent}"
+            self._origin = (scheme, netloc, origin)
         attempts = self._attempts
         if attempts.token is not None:
             return self._exchanging(request, handler, origin)
