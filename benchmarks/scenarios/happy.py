@@ -600,6 +600,10 @@ def _threaded_timer(rate: Any, session: Any, url: str, n: int, pool: Any) -> Cal
     return lambda: float(rate(session, url, n, pool))
 
 
+#: How many times more requests each aiohttp loopback figure sends (see `loopback_aiohttp`).
+_AIOHTTP_MORE = 5
+
+
 def loopback_aiohttp(url: str, rounds: int, n: int, settle: float = SETTLE) -> list[Row]:
     """aiohttp req/s, bare vs forbear's middleware vs aiohttp-retry, sequential and 32 tasks."""
     import aiohttp
@@ -607,6 +611,11 @@ def loopback_aiohttp(url: str, rounds: int, n: int, settle: float = SETTLE) -> l
 
     from benchmarks import bench_aiohttp
     from benchmarks.peers import aiohttp_retry_options
+
+    # aiohttp answers several times faster than httpx and requests here: each of its figures
+    # sends `_AIOHTTP_MORE` times as many requests, so that it lasts about as long as theirs
+    # (200 requests at 11,000 req/s are 18 ms, within the reach of one scheduler hiccup).
+    n *= _AIOHTTP_MORE
 
     async def run(concurrency: int) -> dict[str, list[float]]:
         bare = aiohttp.ClientSession()
