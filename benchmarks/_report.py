@@ -293,8 +293,9 @@ def _happy_markdown(data: dict[str, Any]) -> list[str]:
     out += [
         "",
         f"Loopback against {data['server']}: requests per second, bare client vs each layer; "
-        f"median of {data['rounds']} interleaved rounds of {data['n']} requests (IQR of the "
-        "per-round slowdown; negative: faster than bare).",
+        f"median of {data['rounds']} interleaved rounds of {data['n']} requests"
+        + (f" ({data['aiohttp_n']} for aiohttp)" if data.get("aiohttp_n") else "")
+        + " (IQR of the per-round slowdown; negative: faster than bare).",
         "",
     ]
     out += _table(

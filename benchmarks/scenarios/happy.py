@@ -699,6 +699,7 @@ def run(
         "micro_n": micro_n,
         "rounds": rounds,
         "n": n,
+        "aiohttp_n": n * _AIOHTTP_MORE,
         "settle": settle,
         "rows": [asdict(row) for row in rows],
     }
