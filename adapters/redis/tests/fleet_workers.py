@@ -12,13 +12,19 @@ KEY = "http://paced.test"
 
 
 def reserve_slots(url: str, namespace: str, count: int, barrier: Any, out: Any) -> None:
-    """Reserve ``count`` send slots for `KEY`; put their monotonic times on ``out``."""
+    """Reserve ``count`` send slots for `KEY`; put their monotonic times on ``out``.
+
+    Each slot is a pair, its earliest and latest possible time: the script counts the wait from
+    the moment it runs, somewhere between sending it and reading its answer (six processes on
+    two cores are often descheduled in between).
+    """
     fleet = Fleet(url, namespace=namespace)
     barrier.wait()
     slots = []
     for _ in range(count):
+        sent = time.monotonic()
         wait = fleet.gate.reserve_sync(KEY)
-        slots.append(time.monotonic() + wait)
+        slots.append((sent + wait, time.monotonic() + wait))
     out.put((os.getpid(), slots, fleet.store.up))
     fleet.close()
 

@@ -39,13 +39,19 @@ def test_reservations_are_atomic_across_processes(redis_server: RedisServer) -> 
     for worker in workers:
         worker.join(timeout=30)
     assert all(up for _, _, up in reports)
-    slots = sorted(slot for _, worker_slots, _ in reports for slot in worker_slots)
+    slots = [slot for _, worker_slots, _ in reports for slot in worker_slots]
     interval = 1.0 / rate
-    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
-    # The schedule may release `burst` (2) at once after a wait; every other slot is its own,
-    # one interval after the previous (give or take the time a reply takes to come back).
-    assert sum(1 for gap in gaps if gap < interval * 0.5) <= 1
-    span = slots[-1] - slots[0]
+    # Two slots are close for certain when every time within their pairs is less than half an
+    # interval apart (a process descheduled between a reply and reading the clock widens its
+    # pair; it never makes two slots look shared). The schedule may release `burst` (2) at once
+    # after a wait; every other slot is its own, one interval after the previous.
+    close = [
+        (first, second)
+        for first, second in itertools.combinations(slots, 2)
+        if max(second[1] - first[0], first[1] - second[0]) < interval * 0.5
+    ]
+    assert len(close) <= 1, close
+    span = max(latest for _, latest in slots) - min(earliest for earliest, _ in slots)
     assert span >= (len(slots) - 2) * interval * 0.9
 
 
