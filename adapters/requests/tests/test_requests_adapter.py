@@ -184,6 +184,8 @@ def test_gate_key_is_the_origin_of_each_url(fault_server: FaultServer) -> None:
         f"{fault_server.url}/a?x=2",
     ]
     gate = KeyRecordingGate()
+    # The same authority on another scheme is another origin, cached first.
+    assert _adapter._origin(f"https://127.0.0.1:{port}/x") == f"https://127.0.0.1:{port}"
     with session(gate=gate, budget=None) as http:
         for url in urls:
             assert http.get(url).status_code == 200
