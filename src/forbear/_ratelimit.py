@@ -40,13 +40,13 @@ import calendar
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeGuard
 
-from ._retry_after import parse_http_date
+from ._retry_after import field_names, parse_http_date
 from ._sf import InnerList, Item, Token, parse_dictionary, parse_list
 
 __all__ = [
@@ -449,6 +449,9 @@ def _limit_field(value: str) -> tuple[QuotaPolicy, ...]:
 # -- reading headers -------------------------------------------------------------------------
 
 _PREFIXES = ("ratelimit", "x-ratelimit", "anthropic-ratelimit-")
+#: The first characters, in either case, of the names `_scan` keeps (`_PREFIXES` and "date").
+#: No other character lowers to one of these.
+_FIRSTS = frozenset("raxdRAXD")
 #: The fields of the ``<prefix>limit`` / ``-remaining`` / ``-reset`` dialects, by prefix.
 _TRIPLETS = {
     prefix: frozenset(prefix + suffix for suffix in ("limit", "remaining", "reset", "reset-after"))
@@ -476,12 +479,23 @@ def _scan(headers: Mapping[str, str] | Any) -> tuple[dict[str, str], str | None]
     """The rate-limit fields by lower-case name (repeats joined) and ``Date``, in one pass."""
     if not headers:
         return None
+    names = field_names(headers)
+    if names is not None and "ratelimit" not in names:  # every kept name holds it (`_PREFIXES`)
+        return None
     found: dict[str, str] = {}
     date: str | None = None
     try:
-        multi = getattr(headers, "multi_items", None)
-        for key, value in multi() if multi is not None else headers.items():
-            name = key.lower() if isinstance(key, str) else ""
+        items: Iterable[tuple[Any, Any]]
+        if type(headers) is dict:  # a plain dict has no multi-value API: skip probing for one
+            items = headers.items()
+        else:
+            multi = getattr(headers, "multi_items", None)
+            items = multi() if multi is not None else headers.items()
+        for key, value in items:
+            # Only a name starting as a kept one can be one: any other is passed over unlowered.
+            if not isinstance(key, str) or key[:1] not in _FIRSTS:
+                continue
+            name = key.lower()
             if name.startswith(_PREFIXES):
                 if isinstance(value, str):
                     found[name] = f"{found[name]}, {value}" if name in found else value

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "field_names",
     "header_value",
     "parse_http_date",
     "parse_retry_after",
@@ -47,6 +48,16 @@ _ASCTIME = re.compile(
 )
 
 
+def field_names(headers: Mapping[str, str] | Any) -> str | None:
+    """Every field name in ``headers``, lower-cased and joined by newlines, or None when they
+    cannot be read so: a quick look for a name before the fields are read one by one (a name
+    absent from it is in no field; one present may still be part of a longer name)."""
+    try:
+        return "\n".join(headers.keys()).lower()
+    except Exception:  # no keys(), or a name that is not a str
+        return None
+
+
 def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
     """One header's value, with repeated fields joined by ``", "`` as RFC 9110 allows.
 
@@ -72,6 +83,9 @@ def _dict_value(headers: dict[Any, Any], name: str) -> str | None:
     value = headers.get(name)
     if value is None:
         lowered = name.lower()
+        names = field_names(headers)
+        if names is not None and lowered not in names:
+            return None  # in no case: most misses end here, without a look at each key
         for key, candidate in headers.items():
             if isinstance(key, str) and key.lower() == lowered:
                 value = candidate

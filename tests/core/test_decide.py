@@ -370,6 +370,50 @@ def test_retry_after_is_read_from_any_header_case() -> None:
     assert judge(response(429, {"retry-after": "3"}), policy=NO_RA_JITTER).wait == 3.0
 
 
+#: No jitter at all: a wait named by the server and a backoff are both exact.
+QUICK_LOOK = Policy(backoff=Backoff(jitter=Jitter.NONE), retry_after_jitter=0.0)
+
+
+def _header_kinds(fields: list[tuple[object, str]]) -> list[object]:
+    """The same fields as a plain dict and as each client's header type that is installed."""
+    kinds: list[object] = [dict(fields)]
+    text = [(name, value) for name, value in fields if isinstance(name, str)]
+    httpx = pytest.importorskip("httpx")
+    kinds.append(httpx.Headers(text))
+    kinds.append(pytest.importorskip("requests.structures").CaseInsensitiveDict(text))
+    kinds.append(
+        pytest.importorskip("multidict").CIMultiDictProxy(
+            pytest.importorskip("multidict").CIMultiDict(text)
+        )
+    )
+    return kinds
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason", "wait"),
+    [
+        ([("RETRY-AFTER", "3")], "retry-after", 3.0),
+        ([(b"raw", "1"), ("rEtRy-AfTeR", "3")], "retry-after", 3.0),  # names that cannot join
+        ([("Retry-After", "soon"), ("X-RATELIMIT-RESET", "7")], "rate-limit-reset", 7.0),
+        ([("Content-Type", "text/plain"), ("RateLimit", '"q";r=0;t=7')], "rate-limit-reset", 7.0),
+        ([("X-Retry-After-Hint", "3"), ("X-RateLimitish", "7")], "backoff", 0.25),
+        (
+            [("Content-Type", "text/plain"), ("Date", "Thu, 01 Jan 2026 00:00:00 GMT")],
+            "backoff",
+            0.25,
+        ),
+    ],
+)
+def test_a_quick_look_at_the_names_never_hides_a_wait(
+    fields: list[tuple[object, str]], reason: str, wait: float
+) -> None:
+    """The names are looked over once before any header is read: what is there is still read,
+    in any case and header type; a name merely containing another is not taken for it."""
+    for headers in _header_kinds(fields):
+        decision = judge(response(429, headers), policy=QUICK_LOOK)  # type: ignore[arg-type]
+        assert (decision.reason, decision.wait) == (reason, wait), headers
+
+
 @pytest.mark.parametrize("value", ["soon", "-1", "+1", "1e3", "nan", "", "1, 2", "\u0665"])
 def test_invalid_retry_after_falls_back_to_backoff(value: str) -> None:
     """Garbage, signs, exponents, non-ASCII digits or conflicting values mean backoff."""
