@@ -165,15 +165,19 @@ def _server_wait(
     headers = outcome.headers
     if not headers:
         return _NO_WAIT
-    # The header as it is usually spelled, read straight from a plain dict; otherwise one look
-    # at every name first (`field_names`), since most answers carry neither kind of header.
+    # A plain dict: the header as it is usually spelled, read straight; otherwise one look at
+    # every name (`field_names`, joined in C for a dict) before reading any, since most answers
+    # carry neither kind of header. Other header types are read as they are.
     names = None
-    value = headers.get("Retry-After") if type(headers) is dict else None
-    if not isinstance(value, str):  # (a value of another type is no value, as in `header_value`)
-        value = None
-        names = field_names(headers)
-        if names is None or "retry-after" in names:
-            value = header_value(headers, "Retry-After")
+    if type(headers) is dict:
+        value = headers.get("Retry-After")
+        if not isinstance(value, str):  # (a value of another type is no value)
+            value = None
+            names = field_names(headers)
+            if names is None or "retry-after" in names:
+                value = header_value(headers, "Retry-After")
+    else:
+        value = header_value(headers, "Retry-After")
     if value is not None:
         wait = parse_retry_after(value, wall=wall)
         if wait is not None:

@@ -479,14 +479,17 @@ def _scan(headers: Mapping[str, str] | Any) -> tuple[dict[str, str], str | None]
     """The rate-limit fields by lower-case name (repeats joined) and ``Date``, in one pass."""
     if not headers:
         return None
-    names = field_names(headers)
-    if names is not None and "ratelimit" not in names:  # every kept name holds it (`_PREFIXES`)
-        return None
     found: dict[str, str] = {}
     date: str | None = None
     try:
         items: Iterable[tuple[Any, Any]]
         if type(headers) is dict:  # a plain dict has no multi-value API: skip probing for one
+            # Its names are joined in C: one look tells when none is kept (every kept one holds
+            # "ratelimit", see `_PREFIXES`). Other header types build their names in Python,
+            # which costs more than the loop below saves.
+            names = field_names(headers)
+            if names is not None and "ratelimit" not in names:
+                return None
             items = headers.items()
         else:
             multi = getattr(headers, "multi_items", None)
