@@ -174,8 +174,8 @@ def _server_wait(
         if not isinstance(value, str):  # (a value of another type is no value)
             value = None
             names = field_names(headers)
-            if names is None or "retry-after" in names:
-                value = header_value(headers, "Retry-After")
+            if names is None or "retry-after" in names:  # (in another case: looked up again)
+                value = header_value(headers, "Retry-After", names)
     else:
         value = header_value(headers, "Retry-After")
     if value is not None:

@@ -58,14 +58,17 @@ def field_names(headers: Mapping[str, str] | Any) -> str | None:
         return None
 
 
-def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
+def header_value(
+    headers: Mapping[str, str] | Any, name: str, names: str | None = None
+) -> str | None:
     """One header's value, with repeated fields joined by ``", "`` as RFC 9110 allows.
 
     Works with a plain ``dict`` (any case), httpx ``Headers``, requests' case-insensitive
-    dict and aiohttp's multidict, without importing any of them.
+    dict and aiohttp's multidict, without importing any of them. ``names``: a plain dict's
+    `field_names`, when the caller has them already.
     """
     if type(headers) is dict:  # a plain dict has no multi-value API: skip probing for one
-        return _dict_value(headers, name)
+        return _dict_value(headers, name, names)
     get_all = getattr(headers, "get_list", None) or getattr(headers, "getall", None)
     if get_all is not None:
         try:
@@ -79,11 +82,12 @@ def header_value(headers: Mapping[str, str] | Any, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _dict_value(headers: dict[Any, Any], name: str) -> str | None:
+def _dict_value(headers: dict[Any, Any], name: str, names: str | None = None) -> str | None:
     value = headers.get(name)
     if value is None:
         lowered = name.lower()
-        names = field_names(headers)
+        if names is None:
+            names = field_names(headers)
         if names is not None and lowered not in names:
             return None  # in no case: most misses end here, without a look at each key
         for key, candidate in headers.items():
